@@ -1,0 +1,16 @@
+# Set-up installs into .venv/ by default. To use your own environment instead (say, a
+# conda env with detectron2 built from source with CUDA ops), pass its interpreter:
+#     make test PYTHON=$(which python)
+# An importable torch or detectron2 there is kept as it is.
+PYTHON ?= .venv/bin/python
+
+.PHONY: setup test quickstart
+
+setup:
+	bash dev/setup.sh $(PYTHON)
+
+test: setup
+	$(PYTHON) -m pytest
+
+quickstart: setup
+	$(PYTHON) tools/quickstart.py

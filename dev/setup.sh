@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set-up behind `make setup`: torch, detectron2 and pasa_det (editable, with test extras)
+# into the environment of the given Python (default: .venv/bin/python, created if missing).
+# An importable torch or detectron2 is kept; safe and fast to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${1:-.venv/bin/python}
+
+fail() { echo "setup failed: $*" >&2; exit 1; }
+pip_install() { "$PY" -m pip install --disable-pip-version-check "$@"; }
+
+if [ "$PY" = ".venv/bin/python" ] && [ ! -x "$PY" ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv || fail "could not create .venv with python3 -m venv (on Debian: apt-get install python3-venv)"
+fi
+"$PY" -c "import sys; assert sys.version_info >= (3, 8)" 2>/dev/null \
+  || fail "PYTHON=$PY is not a runnable Python >= 3.8"
+
+if ! "$PY" -c "import torch, torchvision" 2>/dev/null; then
+  echo "== installing torch 2.14.1 and torchvision 0.29.1"
+  pip_install torch==2.14.1 torchvision==0.29.1 \
+    || fail "could not install torch; install torch and torchvision into $PY's environment yourself and rerun"
+fi
+
+if ! "$PY" -c "import detectron2" 2>/dev/null; then
+  "$PY" dev/build_detectron2.py
+fi
+
+# detectron2 0.6 from PyPI keeps its pins through later installs.
+pins=()
+if "$PY" -c "import importlib.metadata as m; m.distribution('pb1-detectron2')" 2>/dev/null; then
+  pins=("numpy<1.24" "Pillow<10" "setuptools<81")
+fi
+if true; then
+  echo "== installing pasa_det (editable) with its test extras"
+  pip_install -q --no-build-isolation -e ".[test]" "${pins[@]}" || fail "pip could not install pasa_det"
+fi
+"$PY" -c "import pasa_det" || fail "pasa_det does not import after set-up (see the error above)"
+echo "== set-up done: $("$PY" -c 'import sys, torch, detectron2; print(sys.prefix, "torch", torch.__version__, "detectron2", detectron2.__version__)')"

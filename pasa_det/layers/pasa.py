@@ -1,0 +1,124 @@
+"""Pixel-adaptive, channel-grouped low-pass filtering (PASA, Zou et al., BMVC 2020)."""
+from typing import Callable, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .padding import check_pad_mode, pad_same
+
+SOFTMAX_MODES = ("joint", "group")
+NormSpec = Union[str, Callable[[int], nn.Module]]
+
+
+def check_kernel_and_stride(kernel_size: int, stride: int) -> None:
+    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd integer >= 1, got {kernel_size!r}")
+    if not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+
+
+def make_norm(norm: NormSpec, channels: int) -> nn.Module:
+    """`""` -> no norm, `"BN"` -> BatchNorm2d, a callable -> `norm(channels)`."""
+    if callable(norm):
+        return norm(channels)
+    if norm == "":
+        return nn.Identity()
+    if norm == "BN":
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"norm must be '', 'BN' or a callable(channels) -> nn.Module, got {norm!r}")
+
+
+def tap_views(x_padded: torch.Tensor, kernel_size: int, stride: int, out_hw):
+    """Yield, for every tap (i, j) in row-major order, the strided view of the
+    padded input that the tap multiplies at each kept output position."""
+    out_h, out_w = out_hw
+    for i in range(kernel_size):
+        for j in range(kernel_size):
+            yield x_padded[
+                ..., i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride
+            ]
+
+
+class PASA(nn.Module):
+    """Predicts a k x k low-pass filter per position and channel group, then
+    downsamples with it.
+
+    Only the kept output positions are computed: the filter logits come from a
+    strided convolution and the weighted sum reads strided views of the padded
+    input. In eval mode this equals the published full-resolution formulation
+    (unfold everywhere, then subsample). In training mode the norm's batch
+    statistics are taken over the kept positions only.
+
+    Args:
+        in_channels: C; `group` must divide it.
+        kernel_size: odd filter size k (3 or 5 in the paper).
+        stride: subsampling factor s.
+        group: G, the number of channel groups sharing one predicted filter.
+        pad_mode: "reflect" (falls back to "replicate" on maps too small to
+            reflect), "replicate" or "zeros".
+        norm: norm over the G*k*k logits: "BN", "" (none) or a callable.
+        softmax: "joint" normalises all G*k*k logits at a position together,
+            as the published code and weights do; "group" normalises each
+            group's k*k taps, so every filter sums to one.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        kernel_size: int = 3,
+        stride: int = 2,
+        group: int = 8,
+        pad_mode: str = "reflect",
+        norm: NormSpec = "BN",
+        softmax: str = "joint",
+    ):
+        super().__init__()
+        check_kernel_and_stride(kernel_size, stride)
+        if not isinstance(group, int) or group < 1 or in_channels % group != 0:
+            raise ValueError(f"group must be a positive divisor of in_channels={in_channels}, got {group!r}")
+        if softmax not in SOFTMAX_MODES:
+            raise ValueError(f"softmax must be one of {SOFTMAX_MODES}, got {softmax!r}")
+        self.in_channels = in_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.group = group
+        self.pad_mode = check_pad_mode(pad_mode)
+        self.softmax = softmax
+        taps = kernel_size * kernel_size
+        self.conv = nn.Conv2d(in_channels, group * taps, kernel_size, stride=stride, bias=False)
+        self.norm = make_norm(norm, group * taps)
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
+        if getattr(self.norm, "weight", None) is not None:
+            nn.init.ones_(self.norm.weight)
+            nn.init.zeros_(self.norm.bias)
+
+    def filter_weights(self, x_padded: torch.Tensor) -> torch.Tensor:
+        """The predicted filters at the kept positions, (N, G, k*k, H_out, W_out),
+        normalised in at least float32 and returned in the input's dtype."""
+        logits = self.norm(self.conv(x_padded))
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()
+        shape = (logits.shape[0], self.group, self.kernel_size**2, *logits.shape[-2:])
+        if self.softmax == "joint":
+            weights = logits.softmax(dim=1).view(shape)
+        else:
+            weights = logits.view(shape).softmax(dim=2)
+        return weights.to(x_padded.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_padded = pad_same(x, self.kernel_size // 2, self.pad_mode)
+        weights = self.filter_weights(x_padded)
+        out_hw = weights.shape[-2:]
+        groups = x_padded.unflatten(1, (self.group, self.in_channels // self.group))
+        out = None
+        for tap, view in enumerate(tap_views(groups, self.kernel_size, self.stride, out_hw)):
+            term = view * weights[:, :, tap].unsqueeze(2)
+            out = term if out is None else out + term
+        return out.flatten(1, 2)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"group={self.group}, pad_mode={self.pad_mode!r}, softmax={self.softmax!r}"
+        )

@@ -1,0 +1,12 @@
+"""Anti-aliased DeepLab ResNet (deep stem, multi-grid, dilated res5)."""
+from detectron2.modeling import BACKBONE_REGISTRY
+from detectron2.projects.deeplab.resnet import build_resnet_deeplab_backbone
+
+from .resnet import antialias_resnet
+
+
+@BACKBONE_REGISTRY.register()
+def build_resnet_pasa_deeplab_backbone(cfg, input_shape):
+    """`detectron2.projects.deeplab`'s ResNet, anti-aliased per `MODEL.ANTIALIAS`.
+    Needs `add_deeplab_config(cfg)` as the plain DeepLab backbone does."""
+    return antialias_resnet(build_resnet_deeplab_backbone(cfg, input_shape), cfg)
