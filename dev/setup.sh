@@ -31,9 +31,8 @@ pins=()
 if "$PY" -c "import importlib.metadata as m; m.distribution('pb1-detectron2')" 2>/dev/null; then
   pins=("numpy<1.24" "Pillow<10" "setuptools<81")
 fi
-if true; then
-  echo "== installing pasa_det (editable) with its test extras"
-  pip_install -q --no-build-isolation -e ".[test]" "${pins[@]}" || fail "pip could not install pasa_det"
-fi
-"$PY" -c "import pasa_det" || fail "pasa_det does not import after set-up (see the error above)"
-echo "== set-up done: $("$PY" -c 'import sys, torch, detectron2; print(sys.prefix, "torch", torch.__version__, "detectron2", detectron2.__version__)')"
+echo "== installing pasa_det (editable) with its test extras"
+pip_install -q --no-build-isolation -e ".[test]" "${pins[@]}" || fail "pip could not install pasa_det"
+summary=$("$PY" -W ignore -c 'import sys, torch, detectron2, pasa_det; print(sys.prefix, "torch", torch.__version__, "detectron2", detectron2.__version__)') \
+  || fail "pasa_det does not import after set-up (see the error above)"
+echo "== set-up done: $summary"

@@ -116,6 +116,15 @@ def assert_same_stages(model, backbone):
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-4, msg=name)
 
 
+def assert_loads_and_matches(model, converted_path, aa_type, depth):
+    """The converted file loads into the matching backbone with no missing,
+    unexpected or misshapen key, and reproduces the source model's stages."""
+    backbone = build_resnet_pasa_backbone(backbone_cfg(aa_type, depth), ShapeSpec(channels=3))
+    report = load_with_report(backbone, converted_path)
+    assert report.missing_keys == [] and report.unexpected_keys == [] and report.incorrect_shapes == []
+    assert_same_stages(model, backbone)
+
+
 def test_authors_pasa_resnet50_converts_and_matches(tmp_path):
     model = calibrated(antialiased_torchvision_resnet(50, PublishedPASA))
     source = tmp_path / "resnet50_k3_pasa_group8_softmax.pth"
@@ -132,11 +141,7 @@ def test_authors_pasa_resnet50_converts_and_matches(tmp_path):
     assert "MODEL.ANTIALIAS.TYPE pasa MODEL.ANTIALIAS.KERNEL_SIZE 3 MODEL.ANTIALIAS.GROUP 8" in run.stdout
     with open(output, "rb") as f:
         assert pickle.load(f)["matching_heuristics"] is True
-
-    backbone = build_resnet_pasa_backbone(backbone_cfg("pasa", 50), ShapeSpec(channels=3))
-    report = load_with_report(backbone, str(output))
-    assert report.missing_keys == [] and report.unexpected_keys == [] and report.incorrect_shapes == []
-    assert_same_stages(model, backbone)
+    assert_loads_and_matches(model, str(output), "pasa", 50)
 
 
 def test_authors_lpf_resnet18_converts_and_matches(tmp_path):
@@ -151,10 +156,7 @@ def test_authors_lpf_resnet18_converts_and_matches(tmp_path):
     }
     output = str(tmp_path / "R-18-lpf.pth")
     save_detectron2_checkpoint(conversion.model, output)
-    backbone = build_resnet_pasa_backbone(backbone_cfg("lpf", 18), ShapeSpec(channels=3))
-    report = load_with_report(backbone, output)
-    assert report.missing_keys == [] and report.unexpected_keys == []
-    assert_same_stages(model, backbone)
+    assert_loads_and_matches(model, output, "lpf", 18)
 
 
 def test_plain_torchvision_resnet_into_none_backbone(tmp_path):
@@ -164,10 +166,7 @@ def test_plain_torchvision_resnet_into_none_backbone(tmp_path):
     conversion = convert_resnet(load_source(str(source)))
     output = str(tmp_path / "R-50-torchvision.pkl")
     save_detectron2_checkpoint(conversion.model, output)
-    backbone = build_resnet_pasa_backbone(backbone_cfg("none", 50), ShapeSpec(channels=3))
-    report = load_with_report(backbone, output)
-    assert report.missing_keys == [] and report.unexpected_keys == []
-    assert_same_stages(model, backbone)
+    assert_loads_and_matches(model, output, "none", 50)
 
 
 def test_converted_weights_load_into_whole_model_through_model_weights(tmp_path):
