@@ -11,7 +11,8 @@ setup(
     description="Pixel-adaptive anti-aliasing (PASA, BMVC 2020) backbones for detectron2",
     packages=find_packages(include=["pasa_det", "pasa_det.*"]),
     python_requires=">=3.8",
-    install_requires=["torch>=1.10", "torchvision>=0.11", "numpy"],
+    # opencv: detectron2's Visualizer imports cv2 (demo pictures).
+    install_requires=["torch>=1.10", "torchvision>=0.11", "numpy", "opencv-python-headless"],
     extras_require={
         "test": ["pytest>=7"],
         "dev": ["pytest>=7", "ruff"],

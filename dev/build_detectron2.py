@@ -23,12 +23,18 @@ SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 INDEX = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
 PINS = ["numpy<1.24", "Pillow<10", "setuptools<81", "wheel"]
 EMPTY_EXTENSION = """\
-// pasa_det: an empty detectron2._C so the PyPI sdist builds without native ops.
+// pasa_det: a detectron2._C without native ops, so the PyPI sdist builds. It keeps the
+// two functions detectron2's collect_env_info() (called by default_setup) asks for.
 #include <Python.h>
-static struct PyModuleDef d2_module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+static PyObject* compiler_version(PyObject*, PyObject*) { return PyUnicode_FromString("GCC " __VERSION__); }
+static PyObject* cuda_version(PyObject*, PyObject*) { return PyUnicode_FromString("not built with CUDA ops"); }
+static PyMethodDef d2_methods[] = {
+    {"get_compiler_version", compiler_version, METH_NOARGS, nullptr},
+    {"get_cuda_version", cuda_version, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+static struct PyModuleDef d2_module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, d2_methods};
 PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&d2_module); }
 """
-
 
 def fail(message: str) -> None:
     sys.exit(f"setup failed: {message}")

@@ -10,7 +10,7 @@ except ImportError as e:
     ) from e
 
 from .config import add_pasa_config
-from . import modeling  # noqa: F401  (registers the backbones)
+from . import data, modeling  # noqa: F401  (registers datasets and backbones)
 
 __version__ = "0.1.0"
 __all__ = ["add_pasa_config"]

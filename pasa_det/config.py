@@ -1,4 +1,7 @@
-"""The `MODEL.ANTIALIAS` config node."""
+"""The `MODEL.ANTIALIAS` config node, and loading configs with it."""
+import logging
+
+import torch
 from detectron2.config import CfgNode as CN
 
 
@@ -22,4 +25,21 @@ def add_pasa_config(cfg: CN) -> CN:
     cfg.MODEL.ANTIALIAS.STAGES = ["res3", "res4", "res5"]
     cfg.MODEL.ANTIALIAS.SHORTCUT = True
     cfg.MODEL.ANTIALIAS.FPN_TOP = True
+    return cfg
+
+
+def load_config(config_file: str, opts=()) -> CN:
+    """detectron2's default config with pasa_det's and DeepLab's keys, merged with
+    `config_file` and `KEY VALUE` overrides. Without CUDA the model runs on the CPU."""
+    from detectron2.config import get_cfg
+    from detectron2.projects.deeplab import add_deeplab_config
+
+    cfg = get_cfg()
+    add_deeplab_config(cfg)
+    add_pasa_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if cfg.MODEL.DEVICE != "cpu" and not torch.cuda.is_available():
+        logging.getLogger(__name__).warning(f"MODEL.DEVICE {cfg.MODEL.DEVICE!r} but no GPU is available: using the CPU")
+        cfg.MODEL.DEVICE = "cpu"
     return cfg

@@ -1,56 +1,61 @@
 #!/usr/bin/env python
-"""A first look at pasa_det: build Mask R-CNN R-50-FPN with each anti-aliasing type,
-run it on one image-sized input on the CPU, and print where the filters sit, their
-parameter cost and the forward time."""
+"""The main job: train PASA Mask R-CNN on the embedded synthetic set on the CPU, evaluate
+COCO box and mask AP, save the metrics as JSON and draw predictions on validation images.
+
+    python tools/quickstart.py [--config-file …] [KEY VALUE …]
+"""
+import json
+import os
 import time
 
-import torch
-from detectron2.config import get_cfg
-from detectron2.modeling import build_model
+from detectron2.data import MetadataCatalog
+from detectron2.engine import default_argument_parser
+from detectron2.utils import comm
 
-from pasa_det import add_pasa_config
-from pasa_det.layers import PASA, LowPassFilter
+from pasa_det.engine import Trainer, setup_cfg
+from pasa_det.engine.demo import run_demo
 
-
-def mask_rcnn_cfg(aa_type):
-    cfg = get_cfg()
-    add_pasa_config(cfg)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.MASK_ON = True
-    cfg.MODEL.BACKBONE.NAME = "build_resnet_pasa_fpn_backbone"
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[32], [64], [128], [256], [512]]
-    cfg.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
-    cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
-    cfg.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
-    cfg.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
-    cfg.MODEL.ROI_BOX_HEAD.NUM_FC = 2
-    cfg.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHead"
-    cfg.MODEL.ROI_MASK_HEAD.NUM_CONV = 4
-    cfg.MODEL.ANTIALIAS.TYPE = aa_type
-    return cfg
+DEFAULT_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml",
+)
+DEMO_IMAGES = 8
 
 
 def main():
-    torch.manual_seed(0)
-    image = torch.rand(3, 480, 640) * 255
-    baseline = None
-    for aa_type in ("none", "lpf", "pasa"):
-        model = build_model(mask_rcnn_cfg(aa_type)).eval()
-        sites = [n for n, m in model.named_modules() if isinstance(m, (PASA, LowPassFilter))]
-        params = sum(p.numel() for p in model.parameters())
-        with torch.no_grad():
-            model([{"image": image}])  # warm-up
-            start = time.perf_counter()
-            model([{"image": image}])
-            seconds = time.perf_counter() - start
-        baseline = baseline or (params, seconds)
-        print(f"\n== MODEL.ANTIALIAS.TYPE {aa_type}: {len(sites)} filters, {params / 1e6:.2f}M parameters "
-              f"(+{(params - baseline[0]) / 1e3:.1f}k), forward {seconds:.2f}s on 480x640 "
-              f"({seconds / baseline[1]:.2f}x none)")
-        for name in sites:
-            print(f"   {name}: {model.get_submodule(name)}".split("\n")[0])
+    parser = default_argument_parser()
+    parser.set_defaults(config_file=DEFAULT_CONFIG)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    cfg = setup_cfg(args)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    trainer.train()  # evaluates on DATASETS.TEST after the last iteration
+    results = trainer._last_eval_results
+    if not comm.is_main_process():
+        return
+    metrics = {task: dict(results[task]) for task in ("bbox", "segm")}
+    metrics_path = os.path.join(cfg.OUTPUT_DIR, "metrics_final.json")
+    with open(metrics_path, "w") as f:
+        json.dump(metrics, f, indent=2)
+
+    demo_cfg = cfg.clone()
+    demo_cfg.defrost()
+    demo_cfg.MODEL.WEIGHTS = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    image_root = MetadataCatalog.get(cfg.DATASETS.TEST[0]).image_root
+    images = [os.path.join(image_root, n) for n in sorted(os.listdir(image_root))[:DEMO_IMAGES]]
+    demo_dir = os.path.join(cfg.OUTPUT_DIR, "demo")
+    run_demo(demo_cfg, images, demo_dir)
+
+    minutes = (time.perf_counter() - start) / 60
+    print(
+        f"\nquickstart done in {minutes:.1f} min: box AP {metrics['bbox']['AP']:.1f}, "
+        f"mask AP {metrics['segm']['AP']:.1f} on {cfg.DATASETS.TEST[0]}\n"
+        f"  metrics:     {metrics_path}\n"
+        f"  model:       {demo_cfg.MODEL.WEIGHTS}\n"
+        f"  predictions: {demo_dir}/ ({len(images)} validation images)\n"
+        f"  training log: {os.path.join(cfg.OUTPUT_DIR, 'log.txt')}, metrics.json, TensorBoard events"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+#!/usr/bin/env python
+"""Draw a trained model's predictions on images.
+
+    python tools/demo.py --config-file configs/…yaml --input 'photos/*.jpg' img.png some_dir/ \
+        --output out/ MODEL.WEIGHTS output/model_final.pth
+"""
+import argparse
+import sys
+
+from detectron2.utils.logger import setup_logger
+
+from pasa_det.config import load_config
+from pasa_det.engine.demo import run_demo
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument("--input", nargs="+", required=True, help="image files, glob patterns or directories")
+    parser.add_argument("--output", required=True, help="directory for the drawn images")
+    parser.add_argument("--confidence-threshold", type=float, default=0.5)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE …")
+    args = parser.parse_args(argv)
+    setup_logger(name="pasa_det")
+    setup_logger(name="detectron2")
+    cfg = load_config(args.config_file, args.opts)
+    cfg.freeze()
+    written, skipped = run_demo(cfg, args.input, args.output, args.confidence_threshold)
+    print(f"wrote {written} images to {args.output}" + (f"; skipped {skipped} unreadable" if skipped else ""))
+    return 0 if written or not skipped else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
