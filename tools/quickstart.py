@@ -5,6 +5,7 @@ COCO box and mask AP, save the metrics as JSON and draw predictions on validatio
     python tools/quickstart.py [--config-file …] [KEY VALUE …]
 """
 import json
+import math
 import os
 import time
 
@@ -34,7 +35,8 @@ def main():
     results = trainer._last_eval_results
     if not comm.is_main_process():
         return
-    metrics = {task: dict(results[task]) for task in ("bbox", "segm")}
+    # NaN (e.g. APl: no large objects) is not JSON: written as null.
+    metrics = {task: {k: None if math.isnan(v) else v for k, v in results[task].items()} for task in ("bbox", "segm")}
     metrics_path = os.path.join(cfg.OUTPUT_DIR, "metrics_final.json")
     with open(metrics_path, "w") as f:
         json.dump(metrics, f, indent=2)

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import numpy as np
 from PIL import Image
@@ -87,28 +87,16 @@ def coco_annotation(mask: np.ndarray, kind: int, image_id: int, ann_id: int) -> 
     }
 
 
-def write_instance_split(root: str, num_images: int, seed: int, height: int = 160, width: int = 160) -> None:
-    """Write `root/images/*.png` and `root/annotations.json`, atomically: a crash or a
-    concurrent writer never leaves a partial `root`."""
-    if os.path.isfile(os.path.join(root, "annotations.json")):
+def _write_atomically(root: str, marker: str, write: Callable[[str], None]) -> None:
+    """Run `write(folder)` on a temporary folder and rename it to `root`, so a crash
+    or a concurrent writer never leaves a partial `root`. Done when `root/marker` exists."""
+    if os.path.exists(os.path.join(root, marker)):
         return
-    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(root)))
+    parent = os.path.dirname(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
     try:
-        os.makedirs(os.path.join(tmp, "images"))
-        rng = np.random.default_rng(seed)
-        images: List[Dict] = []
-        annotations: List[Dict] = []
-        for image_id in range(1, num_images + 1):
-            pixels, instances = render_image(rng, height, width)
-            file_name = f"{image_id:06d}.png"
-            Image.fromarray(pixels).save(os.path.join(tmp, "images", file_name))
-            images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
-            for kind, mask in instances:
-                annotations.append(coco_annotation(mask, kind, image_id, len(annotations) + 1))
-        categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)]
-        with open(os.path.join(tmp, "annotations.json"), "w") as f:
-            json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+        write(tmp)
         try:
             os.rename(tmp, root)
         except OSError:  # another process finished first; its copy is identical
@@ -116,3 +104,59 @@ def write_instance_split(root: str, num_images: int, seed: int, height: int = 16
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_instance_split(root: str, num_images: int, seed: int, height: int = 160, width: int = 160) -> None:
+    """COCO format: `root/images/*.png` and `root/annotations.json` with RLE masks."""
+
+    def write(folder):
+        os.makedirs(os.path.join(folder, "images"))
+        rng = np.random.default_rng(seed)
+        images: List[Dict] = []
+        annotations: List[Dict] = []
+        for image_id in range(1, num_images + 1):
+            pixels, instances = render_image(rng, height, width)
+            file_name = f"{image_id:06d}.png"
+            Image.fromarray(pixels).save(os.path.join(folder, "images", file_name))
+            images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+            for kind, mask in instances:
+                annotations.append(coco_annotation(mask, kind, image_id, len(annotations) + 1))
+        categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)]
+        with open(os.path.join(folder, "annotations.json"), "w") as f:
+            json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+
+    _write_atomically(root, "annotations.json", write)
+
+
+SEMANTIC_CLASSES = ("background",) + CLASSES
+SEMANTIC_CITY = "synthville"
+
+
+def write_semantic_split(root: str, split: str, num_images: int, seed: int, height: int = 160, width: int = 160) -> None:
+    """Cityscapes layout under `root`: `leftImg8bit/<split>/<city>/*_leftImg8bit.png` and
+    `gtFine/<split>/<city>/*_gtFine_{labelTrainIds,labelIds,instanceIds}.png` plus
+    `*_gtFine_polygons.json` (sizes only), as detectron2's Cityscapes loaders expect.
+    Labels: 0 background, 1-3 shapes; instance ids are label * 1000 + index."""
+
+    def write(folder):
+        image_dir = os.path.join(folder, "leftImg8bit", split, SEMANTIC_CITY)
+        label_dir = os.path.join(folder, "gtFine", split, SEMANTIC_CITY)
+        os.makedirs(image_dir)
+        os.makedirs(label_dir)
+        rng = np.random.default_rng(seed)
+        for index in range(num_images):
+            pixels, instances = render_image(rng, height, width)
+            labels = np.zeros((height, width), dtype=np.uint8)
+            instance_ids = np.zeros((height, width), dtype=np.int32)
+            for number, (kind, mask) in enumerate(instances):
+                labels[mask] = kind + 1
+                instance_ids[mask] = (kind + 1) * 1000 + number
+            stem = os.path.join(label_dir, f"{SEMANTIC_CITY}_{index:06d}_000019_gtFine_")
+            Image.fromarray(pixels).save(os.path.join(image_dir, f"{SEMANTIC_CITY}_{index:06d}_000019_leftImg8bit.png"))
+            Image.fromarray(labels).save(stem + "labelTrainIds.png")
+            Image.fromarray(labels).save(stem + "labelIds.png")
+            Image.fromarray(instance_ids).save(stem + "instanceIds.png")
+            with open(stem + "polygons.json", "w") as f:
+                json.dump({"imgHeight": height, "imgWidth": width, "objects": []}, f)
+
+    _write_atomically(root, "gtFine", write)

@@ -1,16 +1,14 @@
 """Starting processes: detectron2's launcher for GPUs, plus what detectron2 0.6's
 cannot do: several CPU processes over gloo, and processes started by torchrun."""
-import logging
 import os
 import socket
+import sys
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.engine import launch as detectron2_launch
 from detectron2.utils import comm
-
-logger = logging.getLogger(__name__)
 
 
 def launched_by_torchrun() -> bool:
@@ -62,7 +60,7 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
             if num_machines > 1:
                 raise ValueError("--dist-url auto works on one machine only; pass tcp://HOST:PORT of machine 0")
             dist_url = _free_local_url()
-        logger.info(f"No GPU: starting {num_gpus_per_machine} CPU processes (gloo) at {dist_url}")
+        print(f"No GPU: starting {num_gpus_per_machine} CPU processes (gloo) at {dist_url}", file=sys.stderr)
         mp.start_processes(
             _cpu_worker,
             nprocs=num_gpus_per_machine,

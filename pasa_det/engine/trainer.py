@@ -44,6 +44,18 @@ def semantic_train_augmentations(cfg):
 
 
 class Trainer(DefaultTrainer):
+    def state_dict(self):
+        # detectron2 0.6's DefaultTrainer checkpoints its hooks (LR scheduler) but not the
+        # inner trainer's optimizer (or AMP grad scaler): add them so --resume restores them.
+        state = super().state_dict()
+        state["_trainer"] = self._trainer.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         prepare_dataset(dataset_name)

@@ -1,0 +1,93 @@
+"""tools/train_net.py end to end on the embedded synthetic set (CPU, a few iterations)."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml")
+SMALL = ["SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.WARMUP_ITERS", "2"]
+
+
+def train_net(*args, check=True):
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", CONFIG, *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    if check and run.returncode != 0:
+        raise AssertionError(f"train_net failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+    return run
+
+
+def copypaste_results(output: str):
+    """detectron2's `copypaste:` lines: {task: {metric: value}}."""
+    lines = [l.split("copypaste: ", 1)[1] for l in output.splitlines() if "copypaste: " in l]
+    tasks = [l.split(" ")[1] for l in lines if l.startswith("Task: ")]
+    tables = [l for l in lines if not l.startswith("Task: ")]
+    values = [[None if v == "nan" else float(v) for v in row.split(",")] for row in tables[1::2]]
+    return {task: dict(zip(tables[2 * i].split(","), values[i])) for i, task in enumerate(tasks)}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("train"))
+    train_net(*SMALL, "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()", "OUTPUT_DIR", out)
+    return out
+
+
+def test_training_writes_checkpoints_metrics_and_events(trained):
+    files = os.listdir(trained)
+    assert {"model_0000001.pth", "model_0000003.pth", "model_final.pth", "last_checkpoint", "metrics.json"} <= set(files)
+    assert any(f.startswith("events.out.tfevents") for f in files)
+    iterations = [json.loads(l)["iteration"] for l in open(os.path.join(trained, "metrics.json"))]
+    assert max(iterations) == 3
+    with open(os.path.join(trained, "log.txt")) as f:
+        assert "eta:" in f.read()
+
+
+def test_resume_continues_iteration_count_optimizer_and_schedule(trained):
+    run = train_net("--resume", *SMALL, "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2",
+                    "DATASETS.TEST", "()", "OUTPUT_DIR", trained)
+    assert "Starting training from iteration 4" in run.stderr + run.stdout
+    checkpoint = torch.load(os.path.join(trained, "model_final.pth"), weights_only=False)
+    assert checkpoint["iteration"] == 5
+    assert checkpoint["trainer"]["_trainer"]["optimizer"]["state"]  # SGD momentum buffers
+    assert checkpoint["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == 6
+    iterations = [json.loads(l)["iteration"] for l in open(os.path.join(trained, "metrics.json"))]
+    assert max(iterations) == 5
+
+
+def test_eval_only_two_cpu_processes_give_the_same_ap_as_one(trained):
+    weights = os.path.join(trained, "model_final.pth")
+    # Few detections per image keep an untrained model's evaluation fast.
+    common = ["--eval-only", "MODEL.WEIGHTS", weights, "DATALOADER.NUM_WORKERS", "0", "TEST.DETECTIONS_PER_IMAGE", "5"]
+    one = train_net(*common, "OUTPUT_DIR", os.path.join(trained, "eval1"))
+    two = train_net("--num-gpus", "2", "--dist-url", "auto", *common, "OUTPUT_DIR", os.path.join(trained, "eval2"))
+    results_one = copypaste_results(one.stdout + one.stderr)
+    results_two = copypaste_results(two.stdout + two.stderr)
+    assert set(results_one) == {"bbox", "segm"} and results_one["bbox"]["AP50"] > 0
+    assert results_one == results_two
+    assert "on 2 devices" in two.stdout + two.stderr
+
+
+def test_two_cpu_processes_train_and_write_one_checkpoint(tmp_path):
+    run = train_net("--num-gpus", "2", "--dist-url", "auto", *SMALL, "SOLVER.MAX_ITER", "3",
+                    "SOLVER.CHECKPOINT_PERIOD", "1000", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path))
+    assert "starting 2 CPU processes (gloo)" in run.stderr and "World size: 2" in run.stdout + run.stderr
+    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".pth")) == ["model_final.pth"]
+    checkpoint = torch.load(tmp_path / "model_final.pth", weights_only=False)
+    assert checkpoint["iteration"] == 2
+    assert not any(k.startswith("module.") for k in checkpoint["model"])
+
+
+def test_missing_config_file_is_a_clear_error():
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", "configs/nope.yaml"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert run.returncode != 0
+    assert re.search(r"nope\.yaml", run.stderr)
