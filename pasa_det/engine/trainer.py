@@ -6,7 +6,7 @@ import detectron2.engine.defaults as detectron2_defaults
 from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
 from detectron2.data import transforms as T
 from detectron2.engine import DefaultTrainer, default_setup
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+from detectron2.evaluation import CityscapesInstanceEvaluator, COCOEvaluator, DatasetEvaluators
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 
@@ -65,14 +65,10 @@ class Trainer(DefaultTrainer):
         if evaluator_type in ("coco", "coco_panoptic_seg"):
             # pycocotools' own COCOeval: the native fast path is not needed.
             evaluators.append(COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False))
-        if evaluator_type in ("sem_seg", "coco_panoptic_seg"):
+        if evaluator_type in ("sem_seg", "cityscapes_sem_seg", "coco_panoptic_seg"):
             evaluators.append(SemSegEvaluator(dataset_name, output_dir=output_folder))
-        if evaluator_type == "cityscapes_instance":
-            from detectron2.evaluation import CityscapesInstanceEvaluator
-
+        if evaluator_type == "cityscapes_instance":  # needs `pip install cityscapesscripts`
             evaluators.append(CityscapesInstanceEvaluator(dataset_name))
-        if evaluator_type == "cityscapes_sem_seg":
-            evaluators.append(SemSegEvaluator(dataset_name, output_dir=output_folder))
         if not evaluators:
             raise NotImplementedError(f"No evaluator for dataset '{dataset_name}' of type '{evaluator_type}'")
         return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
