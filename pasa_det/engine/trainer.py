@@ -3,15 +3,17 @@ DeepLab's semantic-segmentation data and schedule, and CPU multi-process support
 import os
 
 import detectron2.engine.defaults as detectron2_defaults
-from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
+from detectron2.data import DatasetMapper, MetadataCatalog, build_batch_data_loader, get_detection_dataset_dicts
 from detectron2.data import transforms as T
-from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.engine import DefaultTrainer, HookBase, default_setup
+from detectron2.utils.env import seed_all_rng
 from detectron2.evaluation import CityscapesInstanceEvaluator, COCOEvaluator, DatasetEvaluators
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 
 from pasa_det.config import load_config
 from pasa_det.data.prepare import prepare_dataset
+from pasa_det.data.resumable import PositionSeededDataset, ResumableTrainingSampler, derive_seed
 from pasa_det.evaluation import SemSegEvaluator
 
 _create_ddp_model = detectron2_defaults.create_ddp_model
@@ -43,7 +45,22 @@ def semantic_train_augmentations(cfg):
     return augs
 
 
+class SeedEachIteration(HookBase):
+    """Seeds every RNG from (SEED, iteration, rank) before each step, so what the
+    model draws (proposal sampling, …) does not depend on where a run started."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def before_step(self):
+        seed_all_rng(derive_seed(self.seed, self.trainer.iter, comm.get_rank()))
+
+
 class Trainer(DefaultTrainer):
+    """With a fixed `SEED`, an interrupted run resumed with --resume ends with the
+    same weights as an uninterrupted one (exactly when no aspect-ratio bucket is left
+    half-filled at the interruption, e.g. one orientation or ASPECT_RATIO_GROUPING off)."""
+
     def state_dict(self):
         # detectron2 0.6's DefaultTrainer checkpoints its hooks (LR scheduler) but not the
         # inner trainer's optimizer (or AMP grad scaler): add them so --resume restores them.
@@ -73,14 +90,44 @@ class Trainer(DefaultTrainer):
             raise NotImplementedError(f"No evaluator for dataset '{dataset_name}' of type '{evaluator_type}'")
         return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
 
+    def build_hooks(self):
+        hooks = super().build_hooks()
+        if self.cfg.SEED >= 0:
+            hooks.insert(0, SeedEachIteration(self.cfg.SEED))
+        return hooks
+
+    def resume_or_load(self, resume=True):
+        super().resume_or_load(resume=resume)
+        if self.start_iter > 0:  # continue the data stream where the checkpoint left it
+            self.data_loader.resumable_sampler.start = self.start_iter * self.cfg.SOLVER.IMS_PER_BATCH
+            self._trainer._data_loader_iter = iter(self._trainer.data_loader)
+
     @classmethod
     def build_train_loader(cls, cfg):
+        """detectron2's training loader, made resumable (pasa_det.data.resumable)."""
         for name in cfg.DATASETS.TRAIN:
             prepare_dataset(name)
+        dicts = get_detection_dataset_dicts(
+            cfg.DATASETS.TRAIN,
+            filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
+            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+        )
         if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
             mapper = DatasetMapper(cfg, is_train=True, augmentations=semantic_train_augmentations(cfg))
-            return build_detection_train_loader(cfg, mapper=mapper)
-        return super().build_train_loader(cfg)
+        else:
+            mapper = DatasetMapper(cfg, is_train=True)
+        seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+        sampler = ResumableTrainingSampler(len(dicts), seed)
+        loader = build_batch_data_loader(
+            PositionSeededDataset(dicts, mapper, seed),
+            sampler,
+            cfg.SOLVER.IMS_PER_BATCH,
+            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+        )
+        loader.resumable_sampler = sampler
+        return loader
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

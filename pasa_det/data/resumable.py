@@ -1,0 +1,72 @@
+"""A training data stream that resumes exactly where an interrupted run stopped.
+
+detectron2's TrainingSampler restarts its shuffled stream from the beginning on
+--resume, and augmentations draw from whatever state the worker RNGs are in, so a
+resumed run sees other batches than an uninterrupted one would have. Here every
+sample has a global position; the permutation of each epoch and the augmentation
+of each sample are functions of (seed, position) only, so the stream can start at
+any position and reproduce the same batches.
+"""
+import copy
+import random
+
+import numpy as np
+import torch
+from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
+from torch.utils.data import Dataset, Sampler
+
+
+def derive_seed(*parts: int) -> int:
+    """A 31-bit seed mixed from integers (stable across processes and runs)."""
+    return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+class ResumableTrainingSampler(Sampler):
+    """Infinite stream of `(position, index)`: epoch e is a permutation drawn from
+    (seed, e); this process takes positions start + rank, start + rank + world, …"""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True):
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.start = 0  # global position of the first sample; set on resume
+        self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
+
+    def _permutation(self, epoch: int):
+        if not self.shuffle:
+            return range(self.size)
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self):
+        position = self.start + self.rank
+        epoch, order = None, None
+        while True:
+            if position // self.size != epoch:
+                epoch = position // self.size
+                order = self._permutation(epoch)
+            yield position, order[position % self.size]
+            position += self.world_size
+
+
+class PositionSeededDataset(Dataset):
+    """Maps `dicts[index]` with every RNG seeded from (seed, position), so a sample's
+    augmentation does not depend on what ran before it. A sample the mapper drops
+    (returns None for) is replaced by one drawn from the same seed."""
+
+    def __init__(self, dicts, mapper, seed: int):
+        self.dicts, self.mapper, self.seed = dicts, mapper, seed
+
+    def __len__(self):
+        return len(self.dicts)
+
+    def __getitem__(self, key):
+        position, index = key
+        seed = derive_seed(self.seed, position)
+        fallback = random.Random(seed)
+        for _ in range(len(self.dicts)):
+            seed_all_rng(seed)
+            mapped = self.mapper(copy.deepcopy(self.dicts[index]))
+            if mapped is not None:
+                return mapped
+            index = fallback.randrange(len(self.dicts))
+        raise RuntimeError("the mapper dropped every sample of the training set")
