@@ -93,6 +93,18 @@ def test_two_cpu_processes_train_and_write_one_checkpoint(tmp_path):
     assert not any(k.startswith("module.") for k in checkpoint["model"])
 
 
+def test_torchrun_starts_a_gloo_job_without_gpus(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         os.path.join(ROOT, "tools", "train_net.py"), "--config-file", CONFIG, *SMALL, "SOLVER.MAX_ITER", "2",
+         "SOLVER.CHECKPOINT_PERIOD", "1000", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "World size: 2" in run.stdout + run.stderr
+    assert torch.load(tmp_path / "model_final.pth", weights_only=False)["iteration"] == 1
+
+
 def test_missing_config_file_is_a_clear_error():
     run = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", "configs/nope.yaml"],
