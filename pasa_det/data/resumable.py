@@ -7,7 +7,6 @@ sample has a global position; the permutation of each epoch and the augmentation
 of each sample are functions of (seed, position) only, so the stream can start at
 any position and reproduce the same batches.
 """
-import copy
 import random
 
 import numpy as np
@@ -51,7 +50,9 @@ class ResumableTrainingSampler(Sampler):
 class PositionSeededDataset(Dataset):
     """Maps `dicts[index]` with every RNG seeded from (seed, position), so a sample's
     augmentation does not depend on what ran before it. A sample the mapper drops
-    (returns None for) is replaced by one drawn from the same seed."""
+    (returns None for) is replaced by one drawn from the same seed. `dicts` is best a
+    serialized detectron2 DatasetFromList: its items come back as fresh copies, and
+    workers do not blow up its memory by touching Python objects."""
 
     def __init__(self, dicts, mapper, seed: int):
         self.dicts, self.mapper, self.seed = dicts, mapper, seed
@@ -65,7 +66,7 @@ class PositionSeededDataset(Dataset):
         fallback = random.Random(seed)
         for _ in range(len(self.dicts)):
             seed_all_rng(seed)
-            mapped = self.mapper(copy.deepcopy(self.dicts[index]))
+            mapped = self.mapper(self.dicts[index])
             if mapped is not None:
                 return mapped
             index = fallback.randrange(len(self.dicts))

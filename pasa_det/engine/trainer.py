@@ -3,7 +3,13 @@ DeepLab's semantic-segmentation data and schedule, and CPU multi-process support
 import os
 
 import detectron2.engine.defaults as detectron2_defaults
-from detectron2.data import DatasetMapper, MetadataCatalog, build_batch_data_loader, get_detection_dataset_dicts
+from detectron2.data import (
+    DatasetFromList,
+    DatasetMapper,
+    MetadataCatalog,
+    build_batch_data_loader,
+    get_detection_dataset_dicts,
+)
 from detectron2.data import transforms as T
 from detectron2.engine import DefaultTrainer, HookBase, default_setup
 from detectron2.utils.env import seed_all_rng
@@ -120,7 +126,7 @@ class Trainer(DefaultTrainer):
         seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
         sampler = ResumableTrainingSampler(len(dicts), seed)
         loader = build_batch_data_loader(
-            PositionSeededDataset(dicts, mapper, seed),
+            PositionSeededDataset(DatasetFromList(dicts, copy=False), mapper, seed),
             sampler,
             cfg.SOLVER.IMS_PER_BATCH,
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
