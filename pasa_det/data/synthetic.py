@@ -1,4 +1,5 @@
-"""A deterministic synthetic instance-segmentation set in COCO format.
+"""Deterministic synthetic sets: instance segmentation in COCO format and semantic
+segmentation in Cityscapes layout, rendered by the same generator.
 
 Shapes of three classes (circle, square, triangle) on textured backgrounds, with
 occlusions. The backgrounds are near-Nyquist gratings plus noise: subsampling them
