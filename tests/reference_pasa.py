@@ -1,24 +1,11 @@
-"""The published PASA formulation, written from design §2 for the tests: filter
-logits and weighted sums at full resolution (unfold), subsampled afterwards."""
+"""Test helpers around the published PASA formulation (its one copy lives in
+`pasa_det.layers.reference`, which the benchmarks time too)."""
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from pasa_det.layers.reference import published_pasa
 
-def published_pasa(x, conv_weight, norm, kernel_size, stride, group, softmax="joint", pad_mode="reflect"):
-    n, c, h, w = x.shape
-    k, p = kernel_size, kernel_size // 2
-    if pad_mode == "reflect" and min(h, w) <= p:
-        pad_mode = "replicate"
-    x_padded = F.pad(x, (p, p, p, p), mode=pad_mode) if pad_mode != "zeros" else F.pad(x, (p,) * 4)
-    logits = norm(F.conv2d(x_padded, conv_weight))  # (n, G*k*k, h, w)
-    if softmax == "joint":
-        weights = logits.softmax(dim=1).reshape(n, group, k * k, h, w)
-    else:
-        weights = logits.reshape(n, group, k * k, h, w).softmax(dim=2)
-    patches = F.unfold(x_padded, k).reshape(n, group, c // group, k * k, h, w)
-    out = (patches * weights.unsqueeze(2)).sum(dim=3).reshape(n, c, h, w)
-    return out[:, :, ::stride, ::stride]
+__all__ = ["published_pasa", "PublishedPASA", "randomize_norms_"]
 
 
 class PublishedPASA(nn.Module):

@@ -157,3 +157,71 @@ def test_lowpass_is_depthwise_odd_sized_and_not_in_state_dict():
     assert LowPassFilter(3)(torch.randn(1, 3, 1, 1)).shape == (1, 3, 1, 1)
     with pytest.raises(ValueError, match="kernel_size"):
         LowPassFilter(3, kernel_size=2)
+
+
+def _fast_and_plain(channels, **kwargs):
+    fast = randomize_norms_(PASA(channels, impl="fast", **kwargs))
+    plain = PASA(channels, impl="plain", **kwargs)
+    plain.load_state_dict(fast.state_dict())
+    return fast, plain
+
+
+def _output_and_grads(m, x, grad_out_seed=1):
+    x = x.detach().requires_grad_()
+    out = m(x)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(grad_out_seed))
+    out.backward(grad_out)
+    return out, x.grad, m.conv.weight.grad
+
+
+@pytest.mark.parametrize(
+    "kwargs, size",
+    [
+        ({}, (13, 10)),
+        ({"kernel_size": 5, "softmax": "group"}, (9, 16)),
+        ({"stride": 3, "pad_mode": "zeros", "group": 2}, (11, 7)),
+        ({"kernel_size": 5}, (1, 2)),  # replicate fallback
+    ],
+)
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_impl_matches_plain_forward_and_gradients(kwargs, size, train, channels_last):
+    fast, plain = (m.train(train) for m in _fast_and_plain(16, **kwargs))
+    x = torch.randn(2, 16, *size)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    for got, expected in zip(_output_and_grads(fast, x), _output_and_grads(plain, x)):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_weighted_subsample_gradcheck_float64():
+    from pasa_det.layers.pasa import WeightedSubsample
+
+    x = torch.randn(2, 4, 7, 6, dtype=torch.float64, requires_grad=True)
+    weights = torch.rand(2, 2, 9, 3, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, w: WeightedSubsample.apply(a, w, 3, 2), (x, weights))
+    weights5 = torch.rand(2, 1, 25, 1, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, w: WeightedSubsample.apply(a, w, 5, 3), (x[:, :, :5, :5], weights5))
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.bfloat16, 0.05), (torch.float16, 0.01)])
+def test_fast_impl_autocast_training_gradients_close_to_float32(dtype, atol):
+    """Softmax stays float32 under autocast; the half-precision logit conv is the
+    only source of error, so gradients stay within a few half-precision ulps."""
+    m = randomize_norms_(PASA(16)).train()
+    x = torch.randn(2, 16, 12, 12)
+    out, grad_x, grad_w = _output_and_grads(m, x)
+    m.conv.weight.grad = None
+    with torch.autocast("cpu", dtype=dtype):
+        half = _output_and_grads(m, x)
+    for got, expected in zip(half, (out, grad_x, grad_w)):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got.float(), expected, rtol=atol, atol=atol)
+
+
+def test_fast_impl_batch_zero_backward_and_invalid_impl():
+    x = torch.randn(0, 16, 7, 9, requires_grad=True)
+    PASA(16).train()(x).sum().backward()
+    assert x.grad.shape == x.shape
+    with pytest.raises(ValueError, match="impl"):
+        PASA(16, impl="compiled")

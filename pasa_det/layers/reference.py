@@ -1,0 +1,24 @@
+"""The published PASA formulation (design §2): filter logits and weighted sums
+at full resolution through `unfold`, subsampled afterwards.
+
+Kept as the ground truth that `PASA` is tested against and the baseline the
+benchmarks time; it holds k*k*C*H*W floats at once, so never use it in a model.
+"""
+import torch
+import torch.nn.functional as F
+
+from .padding import pad_same
+
+
+def published_pasa(x, conv_weight, norm, kernel_size, stride, group, softmax="joint", pad_mode="reflect"):
+    n, c, h, w = x.shape
+    k = kernel_size
+    x_padded = pad_same(x, k // 2, pad_mode)
+    logits = norm(F.conv2d(x_padded, conv_weight))  # (n, G*k*k, h, w)
+    if softmax == "joint":
+        weights = logits.softmax(dim=1).reshape(n, group, k * k, h, w)
+    else:
+        weights = logits.reshape(n, group, k * k, h, w).softmax(dim=2)
+    patches = F.unfold(x_padded, k).reshape(n, group, c // group, k * k, h, w)
+    out = (patches * weights.unsqueeze(2)).sum(dim=3).reshape(n, c, h, w)
+    return out[:, :, ::stride, ::stride]

@@ -1,0 +1,193 @@
+"""Timing and peak-memory measurement, and the per-site PASA benchmark behind
+`tools/benchmark_pasa.py`.
+
+Variants are timed interleaved (one run of each per round, medians over rounds)
+so that load from other processes hits them alike; report ratios, not times.
+"""
+import ctypes
+import math
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import torch
+import torch.nn.functional as F
+
+from pasa_det.layers import PASA, LowPassFilter
+from pasa_det.layers.padding import pad_same
+from pasa_det.layers.reference import published_pasa
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+MASK_RCNN_CONFIG = str(CONFIGS / "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_pasa.yaml")
+
+
+def synchronize(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_medians(fns: Dict[str, Callable], repeats: int, device="cpu", warmup: int = 1) -> Dict[str, float]:
+    """Median seconds per call of each function, alternating between them."""
+    times = {name: [] for name in fns}
+    for round_ in range(warmup + repeats):
+        for name, fn in fns.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            if round_ >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _proc_status_bytes(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"{key}:\s+(\d+) kB", f.read()).group(1)) * 1024
+
+
+def peak_memory(fn: Callable, device="cpu"):
+    """Bytes allocated at the peak of `fn()` above what was allocated before.
+
+    CUDA: the caching allocator's own peak counter. CPU (Linux/glibc): the
+    process's resident high-water mark, reset through /proc/self/clear_refs,
+    with malloc forced to map large blocks so that freed tensors leave the
+    resident set at once. None where neither is available.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: 64 KiB, and no dynamic raising
+        libc.malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _proc_status_bytes("VmRSS")
+    except (OSError, AttributeError):
+        return None
+    fn()
+    return _proc_status_bytes("VmHWM") - base
+
+
+def mask_rcnn_aa_sites(batch: int, height: int, width: int, config_file: str = MASK_RCNN_CONFIG) -> List[dict]:
+    """Name and input shape of every PASA module in the real Mask R-CNN
+    backbone for a (batch, 3, height, width) input, found by running the
+    backbone on the meta device (no compute, no memory)."""
+    from detectron2.modeling import build_backbone
+
+    from pasa_det.config import load_config
+
+    cfg = load_config(config_file, ["MODEL.DEVICE", "cpu"])
+    backbone = build_backbone(cfg).to("meta").eval()
+    sites = []
+    for name, module in backbone.named_modules():
+        if isinstance(module, PASA):
+            hook = lambda m, inputs, name=name: sites.append({"site": name, "shape": list(inputs[0].shape)})
+            module.register_forward_pre_hook(hook)
+    with torch.no_grad():
+        backbone(torch.empty(batch, 3, height, width, device="meta"))
+    return sites
+
+
+def _variants(x: torch.Tensor, kernel_size: int, group: int, train: bool) -> Dict[str, Callable]:
+    """Callables for every compared operator on input `x`; in training mode
+    each runs forward and backward (to the input and any parameters)."""
+    channels = x.shape[1]
+    pasa = PASA(channels, kernel_size, stride=2, group=group).to(x.device).train(train)
+    lpf = LowPassFilter(channels, kernel_size, stride=2).to(x.device)
+    x_padded = pad_same(x, kernel_size // 2, "reflect")
+    ops = {
+        "pasa": pasa,
+        "published": lambda t: published_pasa(t, pasa.conv.weight, pasa.norm, kernel_size, 2, group),
+        "lpf": lpf,
+        "subsample": lambda t: t[..., ::2, ::2].contiguous(),
+        "floor": lambda t: F.conv2d(t, pasa.conv.weight, stride=2),
+    }
+    inputs = {name: (x_padded.detach() if name == "floor" else x).requires_grad_(train) for name in ops}
+
+    def run(name):
+        if not train:
+            with torch.no_grad():
+                return lambda: ops[name](inputs[name])
+
+        def step():
+            inputs[name].grad = None
+            pasa.zero_grad(set_to_none=True)
+            ops[name](inputs[name]).sum().backward()
+
+        return step
+
+    if not train:
+        with torch.no_grad():
+            got, expected = pasa(x), ops["published"](x)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    return {name: run(name) for name in ops}
+
+
+def benchmark_site(shape, kernel_size: int, group: int, repeats: int, device="cpu", seed: int = 0) -> dict:
+    """Eval-forward and train-forward+backward median times and peak memory of
+    every variant at one input shape."""
+    torch.manual_seed(seed)
+    x = torch.randn(*shape, device=device)
+    result = {}
+    for mode, train in (("eval", False), ("train", True)):
+        fns = _variants(x, kernel_size, group, train)
+        times = interleaved_medians(fns, repeats, device)
+        result[mode] = {name: {"time_s": times[name], "peak_bytes": peak_memory(fn, device)} for name, fn in fns.items()}
+    return result
+
+
+def geometric_mean(values) -> float:
+    values = list(values)
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def summarize(records: List[dict]) -> Dict[str, dict]:
+    """Per kernel size, geometric means over sites of the ratios the targets use."""
+    ratios = {
+        "eval_speedup_vs_published": lambda r: r["eval"]["published"]["time_s"] / r["eval"]["pasa"]["time_s"],
+        "eval_time_vs_floor": lambda r: r["eval"]["pasa"]["time_s"] / r["eval"]["floor"]["time_s"],
+        "eval_time_vs_lpf": lambda r: r["eval"]["pasa"]["time_s"] / r["eval"]["lpf"]["time_s"],
+        "train_speedup_vs_published": lambda r: r["train"]["published"]["time_s"] / r["train"]["pasa"]["time_s"],
+        "train_time_vs_floor": lambda r: r["train"]["pasa"]["time_s"] / r["train"]["floor"]["time_s"],
+        "train_memory_vs_published": lambda r: r["train"]["pasa"]["peak_bytes"] / r["train"]["published"]["peak_bytes"],
+    }
+    summary = {}
+    for k in sorted({r["kernel_size"] for r in records}):
+        rows = [r for r in records if r["kernel_size"] == k]
+        summary[f"k{k}"] = {}
+        for name, ratio in ratios.items():
+            try:
+                summary[f"k{k}"][name] = geometric_mean(ratio(r) for r in rows)
+            except (TypeError, ZeroDivisionError, ValueError):  # memory not measurable here
+                summary[f"k{k}"][name] = None
+    return summary
+
+
+def format_table(records: List[dict], summary: Dict[str, dict]) -> str:
+    variants = ["pasa", "published", "lpf", "subsample", "floor"]
+    head = f"{'site':<28}{'k':>2} {'mode':<6}" + "".join(f"{v + ' ms':>13}" for v in variants)
+    head += f"{'pub/ours':>10}{'ours/floor':>11}{'mem o/p':>9}"
+    lines = [head]
+    for r in records:
+        for mode in ("eval", "train"):
+            m = r[mode]
+            ms = "".join(f"{m[v]['time_s'] * 1e3:13.1f}" for v in variants)
+            mem = m["pasa"]["peak_bytes"], m["published"]["peak_bytes"]
+            mem_ratio = f"{mem[0] / mem[1]:9.3f}" if mem[0] is not None and mem[1] else f"{'n/a':>9}"
+            lines.append(
+                f"{r['site']:<28}{r['kernel_size']:>2} {mode:<6}{ms}"
+                f"{m['published']['time_s'] / m['pasa']['time_s']:10.1f}"
+                f"{m['pasa']['time_s'] / m['floor']['time_s']:11.2f}{mem_ratio}"
+            )
+    lines.append("geometric means over sites:")
+    for k, ratios in summary.items():
+        lines.append(f"  {k}: " + ", ".join(f"{n}={v:.3g}" if v is not None else f"{n}=n/a" for n, v in ratios.items()))
+    return "\n".join(lines)

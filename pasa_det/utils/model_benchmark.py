@@ -1,0 +1,163 @@
+"""Parameters, FLOPs and time of whole models with each anti-aliasing type,
+behind `tools/benchmark_model.py`.
+
+FLOPs are fvcore's (one multiply-add counts one), with handles for what the
+filters add that fvcore skips by default: PASA's weighted sum (a custom
+autograd Function, k*k multiply-adds per output) and the softmax.
+"""
+from typing import Dict, List
+
+import torch
+from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
+from fvcore.nn import FlopCountAnalysis
+from torch import nn
+
+from pasa_det.config import load_config
+
+from .benchmark import CONFIGS, interleaved_medians
+
+MODELS = {
+    "mask_rcnn_R_50_FPN": "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_{}.yaml",
+    "deeplab_v3_plus_R_101": "Cityscapes-SemanticSegmentation/deeplab_v3_plus_R_101_os16_mg124_poly_90k_bs16_{}.yaml",
+}
+AA_TYPES = ("none", "lpf", "pasa")
+
+
+def _weighted_subsample_flops(inputs, outputs):
+    taps = inputs[1].type().sizes()[2]
+    return torch.Size(outputs[0].type().sizes()).numel() * taps
+
+
+def _elementwise_flops(inputs, outputs):
+    return torch.Size(inputs[0].type().sizes()).numel()
+
+
+FLOP_HANDLES = {
+    "prim::PythonOp.WeightedSubsample": _weighted_subsample_flops,
+    "aten::softmax": _elementwise_flops,
+    "aten::pad": None,  # reflect padding is a copy: no arithmetic
+}
+
+
+def build(model_key: str, aa_type: str, device: str, height: int, width: int):
+    """Model without pretrained weights. Every score passes the test threshold,
+    so the untrained detector always keeps DETECTIONS_PER_IMAGE boxes and its
+    mask-head cost does not depend on the filter. Off CUDA, SyncBN becomes BN
+    (it needs a process group); DeepLab's ASPP pooling is sized for the input."""
+    opts = ["MODEL.DEVICE", device, "MODEL.WEIGHTS", "", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
+    if not device.startswith("cuda"):
+        opts += ["MODEL.RESNETS.NORM", "BN", "MODEL.SEM_SEG_HEAD.NORM", "BN"]
+    if "deeplab" in model_key:
+        opts += ["INPUT.CROP.SIZE", (height, width)]
+    cfg = load_config(str(CONFIGS / MODELS[model_key].format(aa_type)), opts)
+    return build_model(cfg)
+
+
+def synthetic_inputs(model_key: str, batch: int, height: int, width: int, device: str, seed: int = 0) -> List[dict]:
+    """Random images with a few random boxes and masks (instance models) or a
+    random label map (semantic models)."""
+    gen = torch.Generator().manual_seed(seed)
+    inputs = []
+    for _ in range(batch):
+        image = torch.randint(0, 256, (3, height, width), generator=gen, dtype=torch.uint8)
+        item = {"image": image.to(device), "height": height, "width": width}
+        if "deeplab" in model_key:
+            item["sem_seg"] = torch.randint(0, 19, (height, width), generator=gen).to(device)
+        else:
+            n = 4
+            xy = torch.rand(n, 2, generator=gen) * torch.tensor([width / 2, height / 2])
+            wh = (torch.rand(n, 2, generator=gen) * 0.4 + 0.1) * torch.tensor([width, height])
+            boxes = torch.cat([xy, xy + wh], dim=1)
+            masks = torch.zeros(n, height, width, dtype=torch.bool)
+            for mask, (x0, y0, x1, y1) in zip(masks, boxes.round().long().tolist()):
+                mask[y0:y1, x0:x1] = True
+            instances = Instances((height, width))
+            instances.gt_boxes = Boxes(boxes)
+            instances.gt_classes = torch.randint(0, 80, (n,), generator=gen)
+            instances.gt_masks = BitMasks(masks)
+            item["instances"] = instances.to(device)
+        inputs.append(item)
+    return inputs
+
+
+def _tensors(outputs):
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    if isinstance(outputs, Instances):
+        outputs = outputs.get_fields()
+    if isinstance(outputs, Boxes):
+        outputs = outputs.tensor
+    if isinstance(outputs, dict):
+        outputs = list(outputs.values())
+    if isinstance(outputs, (list, tuple)):
+        return [t for o in outputs for t in _tensors(o)]
+    return []
+
+
+class _ImageToTensors(nn.Module):
+    """The model on one image tensor, its outputs flattened to tensors: the
+    signature fvcore's tracer needs (detectron2's own adapter imports caffe2)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image):
+        return tuple(_tensors(self.model([{"image": image}])))
+
+
+def count_flops(model, inputs) -> dict:
+    """Inference FLOPs per image and the ops fvcore could not count."""
+    model.eval()
+    analysis = FlopCountAnalysis(_ImageToTensors(model), (inputs[0]["image"],))
+    for name, handle in FLOP_HANDLES.items():
+        analysis.set_op_handle(name, handle)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    with torch.no_grad():
+        total = analysis.total()
+    return {"flops": total, "unsupported_ops": dict(analysis.unsupported_ops())}
+
+
+def time_inference_and_training(models: Dict[str, nn.Module], infer_inputs, train_inputs, repeats: int, device: str):
+    """Median seconds of one inference on `infer_inputs` and of one training forward and
+    backward on `train_inputs` for each model, timed interleaved."""
+
+    def infer(model):
+        def run():
+            model.eval()
+            with torch.no_grad():
+                model(infer_inputs)
+
+        return run
+
+    def train(model):
+        def run():
+            model.train()
+            model.zero_grad(set_to_none=True)
+            with EventStorage():
+                sum(model(train_inputs).values()).backward()
+
+        return run
+
+    infer_times = interleaved_medians({name: infer(m) for name, m in models.items()}, repeats, device)
+    train_times = interleaved_medians({name: train(m) for name, m in models.items()}, repeats, device)
+    return infer_times, train_times
+
+
+def benchmark_models(model_key: str, batch: int, height: int, width: int, repeats: int, device: str) -> Dict[str, dict]:
+    """Params, FLOPs, inference time per image and training time per iteration
+    of `model_key` for every anti-aliasing type, timed interleaved."""
+    models = {aa: build(model_key, aa, device, height, width) for aa in AA_TYPES}
+    inputs = synthetic_inputs(model_key, batch, height, width, device)
+    results = {aa: {"params": sum(p.numel() for p in m.parameters()), **count_flops(m, inputs)} for aa, m in models.items()}
+
+    infer_times, train_times = time_inference_and_training(models, inputs, inputs, repeats, device)
+    for aa in AA_TYPES:
+        results[aa]["inference_s_per_image"] = infer_times[aa] / batch
+        results[aa]["train_s_per_iter"] = train_times[aa]
+    for aa in AA_TYPES:
+        for key in ("params", "flops", "inference_s_per_image", "train_s_per_iter"):
+            results[aa][f"{key}_vs_none"] = results[aa][key] / results["none"][key]
+    return results

@@ -1,0 +1,75 @@
+"""Smoke tests of the benchmarks at tiny sizes (no timing assertions)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from fvcore.nn import FlopCountAnalysis
+
+from pasa_det.layers import PASA
+from pasa_det.utils.benchmark import benchmark_site, mask_rcnn_aa_sites, summarize
+from pasa_det.utils.model_benchmark import FLOP_HANDLES, synthetic_inputs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_mask_rcnn_sites_have_the_real_backbone_shapes():
+    sites = {s["site"]: s["shape"][1:] for s in mask_rcnn_aa_sites(2, 800, 1344)}
+    assert sites == {
+        "bottom_up.stem.aa": [64, 399, 671],  # after the dense 2x2 max-pool
+        "bottom_up.res3.0.aa": [128, 200, 336],
+        "bottom_up.res3.0.shortcut_aa": [256, 200, 336],
+        "bottom_up.res4.0.aa": [256, 100, 168],
+        "bottom_up.res4.0.shortcut_aa": [512, 100, 168],
+        "bottom_up.res5.0.aa": [512, 50, 84],
+        "bottom_up.res5.0.shortcut_aa": [1024, 50, 84],
+        "top_block.aa": [256, 25, 42],
+    }
+
+
+def test_benchmark_site_reports_every_variant_and_summary():
+    record = {"site": "tiny", "kernel_size": 3, **benchmark_site([1, 16, 10, 12], 3, 8, repeats=1)}
+    for mode in ("eval", "train"):
+        assert set(record[mode]) == {"pasa", "published", "lpf", "subsample", "floor"}
+        assert all(v["time_s"] > 0 for v in record[mode].values())
+    assert summarize([record])["k3"]["eval_speedup_vs_published"] > 0
+
+
+def test_benchmark_pasa_tool_writes_json(tmp_path):
+    out = tmp_path / "pasa.json"
+    args = ["--scale", "0.05", "--sites", "top_block", "--kernel-sizes", "3", "--repeats", "1", "--output", str(out)]
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark_pasa.py"), *args], check=True, cwd=tmp_path)
+    result = json.loads(out.read_text())
+    assert [r["site"] for r in result["records"]] == ["top_block.aa"]
+    assert set(result["summary"]) == {"k3"}
+
+
+def test_flop_handles_count_pasa_weighted_sum_and_softmax():
+    m = PASA(16, kernel_size=3, group=8, norm="").eval()
+    analysis = FlopCountAnalysis(m, (torch.randn(1, 16, 8, 8),))
+    for name, handle in FLOP_HANDLES.items():
+        analysis.set_op_handle(name, handle)
+    analysis.unsupported_ops_warnings(False)
+    conv, weighted_sum, softmax = 72 * 16 * 9 * 16, 16 * 16 * 9, 72 * 16
+    assert analysis.total() == conv + weighted_sum + softmax
+    assert not analysis.unsupported_ops()
+
+
+def test_synthetic_inputs():
+    (item,) = synthetic_inputs("mask_rcnn_R_50_FPN", 1, 32, 48, "cpu")
+    assert item["image"].shape == (3, 32, 48) and len(item["instances"]) == 4
+    assert item["instances"].gt_masks.tensor.any(dim=(1, 2)).all()
+    (item,) = synthetic_inputs("deeplab_v3_plus_R_101", 1, 32, 48, "cpu")
+    assert item["sem_seg"].shape == (32, 48)
+
+
+@pytest.mark.slow
+def test_benchmark_model_tool_writes_json(tmp_path):
+    out = tmp_path / "model.json"
+    args = ["--height", "64", "--width", "96", "--batch", "1", "--repeats", "1", "--output", str(out)]
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark_model.py"), *args], check=True, cwd=tmp_path)
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"mask_rcnn_R_50_FPN", "deeplab_v3_plus_R_101"}
+    assert results["mask_rcnn_R_50_FPN"]["pasa"]["flops_vs_none"] > 1
