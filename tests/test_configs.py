@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from detectron2.data import MetadataCatalog
 from detectron2.utils.events import EventStorage
 
 from pasa_det.config import load_config
@@ -16,9 +17,12 @@ CONFIGS = sorted(
     set(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
     - FRAGMENTS
 )
+# The embedded stand-in for each dataset format a config trains on (by evaluator type).
 SYNTHETIC_DATA = {
-    "GeneralizedRCNN": ("synthetic_instances_train", "synthetic_instances_val"),
-    "SemanticSegmentor": ("synthetic_sem_seg_train", "synthetic_sem_seg_val"),
+    "coco": ("synthetic_instances_train", "synthetic_instances_val"),
+    "cityscapes_instance": ("synthetic_cityscapes_instances_train", "synthetic_cityscapes_instances_val"),
+    "cityscapes_sem_seg": ("synthetic_sem_seg_train", "synthetic_sem_seg_val"),
+    "sem_seg": ("synthetic_sem_seg_train", "synthetic_sem_seg_val"),
 }
 
 
@@ -29,7 +33,7 @@ def test_configs_found():
 @pytest.mark.parametrize("config", CONFIGS)
 def test_config_trains_one_iteration_and_infers(config, tmp_path):
     cfg = load_config(os.path.join(ROOT, config))
-    train, test = SYNTHETIC_DATA[cfg.MODEL.META_ARCHITECTURE]
+    train, test = SYNTHETIC_DATA[MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).evaluator_type]
     cfg.merge_from_list([
         "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path),
         "DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{test}',)",

@@ -131,13 +131,18 @@ def write_instance_split(root: str, num_images: int, seed: int, height: int = 16
 
 SEMANTIC_CLASSES = ("background",) + CLASSES
 SEMANTIC_CITY = "synthville"
+# Cityscapes label ids the shapes are written with in labelIds/instanceIds, so that
+# detectron2's Cityscapes instance loader and cityscapesscripts' evaluator read them:
+# circle -> person, square -> car, triangle -> bicycle (background stays 0, "unlabeled").
+CITYSCAPES_LABEL_IDS = {"circle": 24, "square": 26, "triangle": 33}
 
 
 def write_semantic_split(root: str, split: str, num_images: int, seed: int, height: int = 160, width: int = 160) -> None:
     """Cityscapes layout under `root`: `leftImg8bit/<split>/<city>/*_leftImg8bit.png` and
     `gtFine/<split>/<city>/*_gtFine_{labelTrainIds,labelIds,instanceIds}.png` plus
     `*_gtFine_polygons.json` (sizes only), as detectron2's Cityscapes loaders expect.
-    Labels: 0 background, 1-3 shapes; instance ids are label * 1000 + index."""
+    Train ids: 0 background, 1-3 shapes. Label ids are Cityscapes' (CITYSCAPES_LABEL_IDS);
+    instance ids are label id * 1000 + index, as in Cityscapes."""
 
     def write(folder):
         image_dir = os.path.join(folder, "leftImg8bit", split, SEMANTIC_CITY)
@@ -147,15 +152,18 @@ def write_semantic_split(root: str, split: str, num_images: int, seed: int, heig
         rng = np.random.default_rng(seed)
         for index in range(num_images):
             pixels, instances = render_image(rng, height, width)
-            labels = np.zeros((height, width), dtype=np.uint8)
+            train_ids = np.zeros((height, width), dtype=np.uint8)
+            label_ids = np.zeros((height, width), dtype=np.uint8)
             instance_ids = np.zeros((height, width), dtype=np.int32)
             for number, (kind, mask) in enumerate(instances):
-                labels[mask] = kind + 1
-                instance_ids[mask] = (kind + 1) * 1000 + number
+                label_id = CITYSCAPES_LABEL_IDS[CLASSES[kind]]
+                train_ids[mask] = kind + 1
+                label_ids[mask] = label_id
+                instance_ids[mask] = label_id * 1000 + number
             stem = os.path.join(label_dir, f"{SEMANTIC_CITY}_{index:06d}_000019_gtFine_")
             Image.fromarray(pixels).save(os.path.join(image_dir, f"{SEMANTIC_CITY}_{index:06d}_000019_leftImg8bit.png"))
-            Image.fromarray(labels).save(stem + "labelTrainIds.png")
-            Image.fromarray(labels).save(stem + "labelIds.png")
+            Image.fromarray(train_ids).save(stem + "labelTrainIds.png")
+            Image.fromarray(label_ids).save(stem + "labelIds.png")
             Image.fromarray(instance_ids).save(stem + "instanceIds.png")
             with open(stem + "polygons.json", "w") as f:
                 json.dump({"imgHeight": height, "imgWidth": width, "objects": []}, f)
