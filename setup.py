@@ -14,7 +14,9 @@ setup(
     # opencv: detectron2's Visualizer imports cv2 (demo pictures).
     install_requires=["torch>=1.10", "torchvision>=0.11", "numpy", "opencv-python-headless"],
     extras_require={
-        "test": ["pytest>=7"],
-        "dev": ["pytest>=7", "ruff"],
+        # Cityscapes label preparation and instance AP (detectron2 imports it lazily).
+        "cityscapes": ["cityscapesscripts"],
+        "test": ["pytest>=7", "hypothesis", "cityscapesscripts"],
+        "dev": ["pytest>=7", "cityscapesscripts", "ruff"],
     },
 )

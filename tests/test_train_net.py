@@ -63,16 +63,23 @@ def test_resume_continues_iteration_count_optimizer_and_schedule(trained):
     assert max(iterations) == 5
 
 
-def test_eval_only_two_cpu_processes_give_the_same_ap_as_one(trained):
+@pytest.mark.slow
+def test_eval_only_two_cpu_processes_give_the_same_ap_and_shift_consistency_as_one(trained):
     weights = os.path.join(trained, "model_final.pth")
     # Few detections per image keep an untrained model's evaluation fast.
-    common = ["--eval-only", "MODEL.WEIGHTS", weights, "DATALOADER.NUM_WORKERS", "0", "TEST.DETECTIONS_PER_IMAGE", "5"]
+    common = ["--eval-only", "MODEL.WEIGHTS", weights, "DATALOADER.NUM_WORKERS", "0", "TEST.DETECTIONS_PER_IMAGE", "5",
+              "TEST.SHIFT_CONSISTENCY.ENABLED", "True", "TEST.SHIFT_CONSISTENCY.SHIFTS", "[2]",
+              "TEST.SHIFT_CONSISTENCY.SCORE_THRESH", "0.0"]
     one = train_net(*common, "OUTPUT_DIR", os.path.join(trained, "eval1"))
     two = train_net("--num-gpus", "2", "--dist-url", "auto", *common, "OUTPUT_DIR", os.path.join(trained, "eval2"))
     results_one = copypaste_results(one.stdout + one.stderr)
     results_two = copypaste_results(two.stdout + two.stderr)
-    assert set(results_one) == {"bbox", "segm"}
+    assert set(results_one) == {"bbox", "segm", "shift_consistency"}
     assert results_one == results_two
+    shift = results_one["shift_consistency"]
+    assert {"segm_AP_0", "segm_AP_right2", "segm_AP_left2", "segm_AP_down2", "segm_AP_up2", "segm_AP_spread"} <= set(shift)
+    assert shift["segm_AP_0"] == results_one["segm"]["AP"]
+    assert 0 <= shift["mask_iou"] <= 100 and 0 <= shift["unmatched"] <= 100
     # The same detections, gathered from two processes (an untrained model's AP is ~0,
     # so compare what was scored too).
     detections = [

@@ -9,7 +9,8 @@ import sys
 
 from detectron2.utils.logger import setup_logger
 
-from pasa_det.config import load_config
+from pasa_det.checkpoint import CheckpointError
+from pasa_det.config import ConfigError, load_config
 from pasa_det.engine.demo import run_demo
 
 
@@ -23,9 +24,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     setup_logger(name="pasa_det")
     setup_logger(name="detectron2")
-    cfg = load_config(args.config_file, args.opts)
-    cfg.freeze()
-    written, skipped = run_demo(cfg, args.input, args.output, args.confidence_threshold)
+    try:
+        cfg = load_config(args.config_file, args.opts)
+        cfg.freeze()
+        written, skipped = run_demo(cfg, args.input, args.output, args.confidence_threshold)
+    except (ConfigError, CheckpointError) as e:
+        sys.exit(f"error: {e}")
     print(f"wrote {written} images to {args.output}" + (f"; skipped {skipped} unreadable" if skipped else ""))
     return 0 if written or not skipped else 1
 

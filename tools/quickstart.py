@@ -5,7 +5,6 @@ COCO box and mask AP, save the metrics as JSON and draw predictions on validatio
     python tools/quickstart.py [--config-file …] [KEY VALUE …]
 """
 import json
-import math
 import os
 import time
 
@@ -15,6 +14,7 @@ from detectron2.utils import comm
 
 from pasa_det.engine import Trainer, setup_cfg
 from pasa_det.engine.demo import run_demo
+from pasa_det.evaluation import json_ready
 
 DEFAULT_CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -36,7 +36,7 @@ def main():
     if not comm.is_main_process():
         return
     # NaN (e.g. APl: no large objects) is not JSON: written as null.
-    metrics = {task: {k: None if math.isnan(v) else v for k, v in results[task].items()} for task in ("bbox", "segm")}
+    metrics = json_ready({task: results[task] for task in ("bbox", "segm")})
     metrics_path = os.path.join(cfg.OUTPUT_DIR, "metrics_final.json")
     with open(metrics_path, "w") as f:
         json.dump(metrics, f, indent=2)

@@ -7,20 +7,39 @@
 
 Without GPUs, --num-gpus N starts N CPU processes over gloo. Under torchrun the
 process group comes from torchrun's environment.
+
+Bad configs, datasets and checkpoints end the run with a one-line "error: …". SIGINT or
+SIGTERM during training saves a checkpoint after the current iteration and exits with
+128 + the signal number; --resume continues from it.
 """
-from detectron2.checkpoint import DetectionCheckpointer
+import sys
+
 from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
+from pasa_det.checkpoint import CheckpointError, SafeCheckpointer
+from pasa_det.config import ConfigError
+from pasa_det.data.checks import DatasetError
 from pasa_det.engine import Trainer, launch, setup_cfg
+from pasa_det.engine.trainer import NonFiniteLossError, TrainingInterrupted
 
 
 def main(args):
+    try:
+        return run(args)
+    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError) as e:
+        sys.exit(f"error: {e}")
+    except TrainingInterrupted as e:
+        print(e, file=sys.stderr)
+        sys.exit(128 + e.signum)
+
+
+def run(args):
     cfg = setup_cfg(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        SafeCheckpointer.from_config(cfg, model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)

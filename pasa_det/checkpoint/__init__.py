@@ -1,4 +1,5 @@
-"""Checkpoint conversion for pretrained ImageNet weights."""
+"""Checkpoint conversion for pretrained ImageNet weights, and checked loading and saving."""
+from .loading import CheckpointError, SafeCheckpointer, load_checkpoint
 from .pretrained import (
     CheckpointFormatError,
     Conversion,
@@ -7,4 +8,5 @@ from .pretrained import (
     save_detectron2_checkpoint,
 )
 
-__all__ = ["CheckpointFormatError", "Conversion", "convert_resnet", "load_source", "save_detectron2_checkpoint"]
+__all__ = [
+    "CheckpointError", "SafeCheckpointer", "load_checkpoint", "CheckpointFormatError", "Conversion", "convert_resnet", "load_source", "save_detectron2_checkpoint"]

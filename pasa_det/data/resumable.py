@@ -7,13 +7,19 @@ sample has a global position; the permutation of each epoch and the augmentation
 of each sample are functions of (seed, position) only, so the stream can start at
 any position and reproduce the same batches.
 """
+import logging
 import random
+import signal
 
 import numpy as np
 import torch
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
+
+from .checks import BadImageError, map_naming_file
+
+logger = logging.getLogger(__name__)
 
 
 def derive_seed(*parts: int) -> int:
@@ -50,24 +56,42 @@ class ResumableTrainingSampler(Sampler):
 class PositionSeededDataset(Dataset):
     """Maps `dicts[index]` with every RNG seeded from (seed, position), so a sample's
     augmentation does not depend on what ran before it. A sample the mapper drops
-    (returns None for) is replaced by one drawn from the same seed. `dicts` is best a
+    (returns None for), or whose image cannot be read when `skip_bad_images` (the
+    file and the reason are logged), is replaced by one drawn from the same seed;
+    without it such an image raises BadImageError naming the file. `dicts` is best a
     serialized detectron2 DatasetFromList: its items come back as fresh copies, and
     workers do not blow up its memory by touching Python objects."""
 
-    def __init__(self, dicts, mapper, seed: int):
-        self.dicts, self.mapper, self.seed = dicts, mapper, seed
+    def __init__(self, dicts, mapper, seed: int, skip_bad_images: bool = False):
+        self.dicts, self.mapper, self.seed, self.skip_bad_images = dicts, mapper, seed, skip_bad_images
+        self._worker_signals_set = False
 
     def __len__(self):
         return len(self.dicts)
 
+    def _leave_ctrl_c_to_the_main_process(self):
+        """Ctrl-C reaches data-loader workers too, which would exit and break the
+        batch the main process still needs to finish its iteration and checkpoint."""
+        if not self._worker_signals_set:
+            self._worker_signals_set = True
+            if get_worker_info() is not None:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def __getitem__(self, key):
+        self._leave_ctrl_c_to_the_main_process()
         position, index = key
         seed = derive_seed(self.seed, position)
         fallback = random.Random(seed)
         for _ in range(len(self.dicts)):
             seed_all_rng(seed)
-            mapped = self.mapper(self.dicts[index])
+            try:
+                mapped = map_naming_file(self.mapper, self.dicts[index])
+            except BadImageError as e:
+                if not self.skip_bad_images:
+                    raise
+                logger.warning(f"skipped a training image: {e} (DATALOADER.SKIP_BAD_IMAGES)")
+                mapped = None
             if mapped is not None:
                 return mapped
             index = fallback.randrange(len(self.dicts))
-        raise RuntimeError("the mapper dropped every sample of the training set")
+        raise RuntimeError("the mapper dropped (or could not read) every sample of the training set")

@@ -11,6 +11,8 @@ from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import ColorMode, Visualizer
 from tqdm import tqdm
 
+from pasa_det.checkpoint import load_checkpoint
+
 logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -40,10 +42,21 @@ def draw_predictions(image_rgb, predictions, metadata, confidence_threshold: flo
     return visualizer.draw_sem_seg(predictions["sem_seg"].argmax(dim=0).to("cpu"))
 
 
+def _predictor(cfg) -> DefaultPredictor:
+    """detectron2's predictor with MODEL.WEIGHTS loaded by SafeCheckpointer
+    (DefaultPredictor's own DetectionCheckpointer checks nothing)."""
+    bare = cfg.clone()
+    bare.defrost()
+    bare.MODEL.WEIGHTS = ""
+    predictor = DefaultPredictor(bare)
+    load_checkpoint(cfg, predictor.model)
+    return predictor
+
+
 def run_demo(cfg, inputs: Iterable[str], output_dir: str, confidence_threshold: float = 0.5) -> Tuple[int, int]:
     """Write `<output_dir>/<name>` for every readable input image; return
     (images written, images skipped because they could not be read)."""
-    predictor = DefaultPredictor(cfg)
+    predictor = _predictor(cfg)
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
     os.makedirs(output_dir, exist_ok=True)
     written = skipped = 0

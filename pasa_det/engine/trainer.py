@@ -1,26 +1,32 @@
 """detectron2's DefaultTrainer, with evaluators chosen by dataset, dataset checks,
 DeepLab's semantic-segmentation data and schedule, and CPU multi-process support."""
+import logging
 import os
+import signal
+import threading
 
 import detectron2.engine.defaults as detectron2_defaults
+import torch
 from detectron2.data import (
     DatasetFromList,
     DatasetMapper,
     MetadataCatalog,
     build_batch_data_loader,
-    get_detection_dataset_dicts,
+    build_detection_test_loader,
 )
 from detectron2.data import transforms as T
-from detectron2.engine import DefaultTrainer, HookBase, default_setup
+from detectron2.engine import DefaultTrainer, HookBase, SimpleTrainer, default_setup
 from detectron2.utils.env import seed_all_rng
-from detectron2.evaluation import CityscapesInstanceEvaluator, COCOEvaluator, DatasetEvaluators
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 
+from pasa_det.checkpoint.loading import SafeCheckpointer
 from pasa_det.config import load_config
+from pasa_det.data.checks import FileNamingMapper, load_dataset_dicts
 from pasa_det.data.prepare import prepare_dataset
 from pasa_det.data.resumable import PositionSeededDataset, ResumableTrainingSampler, derive_seed
-from pasa_det.evaluation import SemSegEvaluator
+from pasa_det.evaluation import CityscapesInstanceEvaluator, SemSegEvaluator, build_shift_consistency_evaluator
 
 _create_ddp_model = detectron2_defaults.create_ddp_model
 
@@ -62,10 +68,94 @@ class SeedEachIteration(HookBase):
         seed_all_rng(derive_seed(self.seed, self.trainer.iter, comm.get_rank()))
 
 
+class TrainingInterrupted(BaseException):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint. A BaseException,
+    like KeyboardInterrupt, so detectron2 does not log it as a crash."""
+
+    def __init__(self, signum: int, iteration: int, checkpoint: str):
+        self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
+        super().__init__(
+            f"{signal.Signals(signum).name} received: stopped after iteration {iteration} and saved "
+            f"{checkpoint}; continue with the same command and --resume"
+        )
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; the weights were not updated with it."""
+
+
+class CheckpointOnSignal(HookBase):
+    """On SIGINT or SIGTERM, finish the current iteration, save `model_<iter>.pth`
+    and raise TrainingInterrupted; a second signal acts at once, as without this hook.
+    With several processes, all stop after the same iteration."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, checkpointer):
+        self.checkpointer = checkpointer
+        self.received = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            self._restore()
+            signal.raise_signal(signum)
+            return
+        self.received = signum
+        logging.getLogger(__name__).warning(
+            f"{signal.Signals(signum).name} received: saving a checkpoint after this iteration, then stopping "
+            "(send it again to stop at once)"
+        )
+
+    def _restore(self):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def before_train(self):
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def after_step(self):
+        received = self.received
+        if comm.get_world_size() > 1:
+            received = max((r or 0) for r in comm.all_gather(received)) or None
+        if received is None or self.trainer.iter + 1 >= self.trainer.max_iter:
+            return  # the last iteration ends with model_final anyway
+        name = f"model_{self.trainer.iter:07d}"
+        self.checkpointer.save(name, iteration=self.trainer.iter)
+        comm.synchronize()
+        raise TrainingInterrupted(received, self.trainer.iter, os.path.join(self.checkpointer.save_dir, name + ".pth"))
+
+    def after_train(self):
+        self._restore()
+
+
 class Trainer(DefaultTrainer):
     """With a fixed `SEED`, an interrupted run resumed with --resume ends with the
     same weights as an uninterrupted one (exactly when no aspect-ratio bucket is left
     half-filled at the interruption, e.g. one orientation or ASPECT_RATIO_GROUPING off)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        # Checked before optimizer.step, so a non-finite loss never reaches the weights.
+        self._trainer._write_metrics = self._write_finite_metrics
+
+    def _write_finite_metrics(self, loss_dict, data_time, prefix=""):
+        """detectron2's metrics, after stopping on a non-finite loss term in any process
+        (detectron2 checks the main process only, leaving the others waiting)."""
+        bad = {k: v.item() for k, v in loss_dict.items() if not torch.isfinite(v).all()}
+        failed = any(comm.all_gather(bool(bad))) if comm.get_world_size() > 1 else bool(bad)
+        if failed:
+            last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else "none"
+            self.checkpointer.refuse_saves(f"the model state is suspect after a non-finite loss at iteration {self.iter}")
+            terms = ", ".join(f"{k}={v}" for k, v in bad.items()) or "in another process"
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {self.iter}: {terms}. Training stopped without updating the weights "
+                f"or writing a checkpoint; the last checkpoint is {last}. Lower SOLVER.BASE_LR, enable "
+                "SOLVER.CLIP_GRADIENTS or check the data, then --resume."
+            )
+        SimpleTrainer.write_metrics(loss_dict, data_time, prefix)
 
     def state_dict(self):
         # detectron2 0.6's DefaultTrainer checkpoints its hooks (LR scheduler) but not the
@@ -90,16 +180,33 @@ class Trainer(DefaultTrainer):
             evaluators.append(COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False))
         if evaluator_type in ("sem_seg", "cityscapes_sem_seg", "coco_panoptic_seg"):
             evaluators.append(SemSegEvaluator(dataset_name, output_dir=output_folder))
-        if evaluator_type == "cityscapes_instance":  # needs `pip install cityscapesscripts`
-            evaluators.append(CityscapesInstanceEvaluator(dataset_name))
+        if evaluator_type == "cityscapes_instance":
+            evaluators.append(CityscapesInstanceEvaluator(dataset_name, output_dir=output_folder))
         if not evaluators:
             raise NotImplementedError(f"No evaluator for dataset '{dataset_name}' of type '{evaluator_type}'")
         return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
 
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """detectron2's test, plus shift consistency when TEST.SHIFT_CONSISTENCY.ENABLED
+        (its evaluators run the model again, so they are built with it)."""
+        if evaluators is None and cfg.TEST.SHIFT_CONSISTENCY.ENABLED:
+            evaluators = [
+                DatasetEvaluators([cls.build_evaluator(cfg, name), build_shift_consistency_evaluator(cfg, name, model)])
+                for name in cfg.DATASETS.TEST
+            ]
+        return super().test(cfg, model, evaluators)
+
     def build_hooks(self):
+        # DefaultTrainer.__init__ makes a plain DetectionCheckpointer just before calling
+        # this; swap in ours before the PeriodicCheckpointer takes it.
+        self.checkpointer = SafeCheckpointer.from_config(
+            self.cfg, self.checkpointer.model, self.cfg.OUTPUT_DIR, **self.checkpointer.checkpointables
+        )
         hooks = super().build_hooks()
         if self.cfg.SEED >= 0:
             hooks.insert(0, SeedEachIteration(self.cfg.SEED))
+        hooks.append(CheckpointOnSignal(self.checkpointer))  # last: after the step's checkpoint and schedule
         return hooks
 
     def resume_or_load(self, resume=True):
@@ -113,7 +220,7 @@ class Trainer(DefaultTrainer):
         """detectron2's training loader, made resumable (pasa_det.data.resumable)."""
         for name in cfg.DATASETS.TRAIN:
             prepare_dataset(name)
-        dicts = get_detection_dataset_dicts(
+        dicts = load_dataset_dicts(
             cfg.DATASETS.TRAIN,
             filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
             min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
@@ -126,7 +233,7 @@ class Trainer(DefaultTrainer):
         seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
         sampler = ResumableTrainingSampler(len(dicts), seed)
         loader = build_batch_data_loader(
-            PositionSeededDataset(DatasetFromList(dicts, copy=False), mapper, seed),
+            PositionSeededDataset(DatasetFromList(dicts, copy=False), mapper, seed, cfg.DATALOADER.SKIP_BAD_IMAGES),
             sampler,
             cfg.SOLVER.IMS_PER_BATCH,
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
@@ -137,8 +244,16 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        """detectron2's test loader, checked like the training one; an unreadable image
+        stops evaluation naming the file (skipping it would flatter the metrics)."""
         prepare_dataset(dataset_name)
-        return super().build_test_loader(cfg, dataset_name)
+        proposal_files = None
+        if cfg.MODEL.LOAD_PROPOSALS:
+            proposal_files = [cfg.DATASETS.PROPOSAL_FILES_TEST[list(cfg.DATASETS.TEST).index(dataset_name)]]
+        dicts = load_dataset_dicts([dataset_name], filter_empty=False, proposal_files=proposal_files)
+        return build_detection_test_loader(
+            dicts, mapper=FileNamingMapper(DatasetMapper(cfg, is_train=False)), num_workers=cfg.DATALOADER.NUM_WORKERS
+        )
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):

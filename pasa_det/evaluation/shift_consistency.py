@@ -1,0 +1,285 @@
+"""Shift consistency: how much a model's predictions change when its input moves by
+a few pixels, the property anti-aliasing is meant to improve (design §8).
+
+Both evaluators are detectron2 `DatasetEvaluator`s that hold the model and run it
+again on shifted versions of each input, so they slot into `inference_on_dataset`
+beside the usual evaluators and work in multi-process evaluation (statistics are
+gathered on the main process; every draw is seeded by the image, not the process).
+"""
+import itertools
+import logging
+import zlib
+from collections import OrderedDict
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from detectron2.data import detection_utils
+from detectron2.data import transforms as T
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
+from detectron2.utils import comm
+
+from pasa_det.data.resumable import derive_seed
+
+# The four directions of the authors' protocol, as unit (dx, dy): right, left, down, up.
+DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
+
+Model = Callable[[List[Dict]], List[Dict]]
+
+
+def image_seed(seed: int, file_name: str) -> int:
+    """A seed for one image's random draws, equal in every process that sees it."""
+    return derive_seed(seed, zlib.crc32(file_name.encode()))
+
+
+def translate(array: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """Move the content of an (H, W, ...) array by dx columns and dy rows, filling
+    what is uncovered with zeros and dropping what leaves the frame."""
+    out = np.zeros_like(array)
+    h, w = array.shape[:2]
+    if abs(dx) >= w or abs(dy) >= h:
+        return out
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = array[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+def shared_view(h: int, w: int, dx: int, dy: int) -> Tuple[slice, slice]:
+    """The rows and columns of an (h, w) image that stay in frame when it moves by (dx, dy)."""
+    return slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0))
+
+
+def label_agreement(labels_a: torch.Tensor, offset_a, labels_b: torch.Tensor, offset_b) -> float:
+    """Fraction of pixels where two label maps agree in their overlap; `offset_*` is
+    the (row, column) of each map's top-left corner in a common frame."""
+    (ya, xa), (yb, xb) = offset_a, offset_b
+    top, left = max(ya, yb), max(xa, xb)
+    bottom = min(ya + labels_a.shape[0], yb + labels_b.shape[0])
+    right = min(xa + labels_a.shape[1], xb + labels_b.shape[1])
+    if bottom <= top or right <= left:
+        raise ValueError("the two maps do not overlap")
+    a = labels_a[top - ya : bottom - ya, left - xa : right - xa]
+    b = labels_b[top - yb : bottom - yb, left - xb : right - xb]
+    return (a == b).double().mean().item()
+
+
+def match_instances(masks_a: torch.Tensor, masks_b: torch.Tensor, min_iou: float):
+    """Greedy one-to-one matching of two sets of boolean masks (N, H, W) by mask IoU,
+    best pairs first; returns [(index in a, index in b, IoU)] with IoU >= min_iou."""
+    if len(masks_a) == 0 or len(masks_b) == 0:
+        return []
+    a = masks_a.flatten(1).double()
+    b = masks_b.flatten(1).double()
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+    pairs, used_a, used_b = [], set(), set()
+    for flat in torch.argsort(iou.flatten(), descending=True).tolist():
+        i, j = divmod(flat, iou.shape[1])
+        if iou[i, j] < min_iou:
+            break
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            pairs.append((i, j, iou[i, j].item()))
+    return pairs
+
+
+def _chunks(items: Sequence, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _Counts:
+    """Sums that can be gathered across processes and added."""
+
+    def __init__(self, **values):
+        self.values = dict(values)
+
+    def add(self, **values):
+        for k, v in values.items():
+            self.values[k] = self.values.get(k, 0) + v
+
+    def gathered(self) -> Dict[str, float]:
+        total: Dict[str, float] = {}
+        for part in comm.all_gather(self.values):
+            for k, v in part.items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+
+class SemSegShiftConsistency(DatasetEvaluator):
+    """Mean agreement of predicted labels between random pairs of crops of each image,
+    offset from each other by up to `max_shift` pixels (in the network's input).
+
+    Each pair is two crops of size (H - max_shift, W - max_shift) of the test-time input
+    at independent random offsets; agreement is measured on their overlap.
+    """
+
+    def __init__(self, model: Model, num_pairs: int = 5, max_shift: int = 32, seed: int = 0):
+        if num_pairs < 1 or max_shift < 1:
+            raise ValueError(f"need num_pairs >= 1 and max_shift >= 1, got {num_pairs}, {max_shift}")
+        self.model, self.num_pairs, self.max_shift, self.seed = model, num_pairs, max_shift, seed
+
+    def reset(self):
+        self._counts = _Counts(agreement=0.0, pairs=0)
+
+    def process(self, inputs, outputs):
+        for inp in inputs:
+            image = inp["image"]
+            h, w = image.shape[-2] - self.max_shift, image.shape[-1] - self.max_shift
+            if h < 1 or w < 1:
+                raise ValueError(
+                    f"TEST.SHIFT_CONSISTENCY.MAX_SHIFT={self.max_shift} leaves no crop of the "
+                    f"{tuple(image.shape[-2:])} input {inp['file_name']}"
+                )
+            rng = np.random.default_rng(image_seed(self.seed, inp["file_name"]))
+            for _ in range(self.num_pairs):
+                offsets = [tuple(int(v) for v in rng.integers(0, self.max_shift + 1, size=2)) for _ in range(2)]
+                crops = [
+                    {"image": image[:, y : y + h, x : x + w], "height": h, "width": w, "file_name": inp["file_name"]}
+                    for y, x in offsets
+                ]
+                labels = [out["sem_seg"].argmax(dim=0).cpu() for out in self.model(crops)]
+                self._counts.add(agreement=label_agreement(labels[0], offsets[0], labels[1], offsets[1]), pairs=1)
+
+    def evaluate(self):
+        counts = self._counts.gathered()
+        if not comm.is_main_process():
+            return None
+        return OrderedDict(
+            shift_consistency={"consistency": 100 * counts["agreement"] / max(counts["pairs"], 1), "pairs": counts["pairs"]}
+        )
+
+
+class InstanceShiftConsistency(DatasetEvaluator):
+    """COCO AP at every shift of the authors' protocol and agreement of instances
+    between the original and each shifted input.
+
+    A shift moves the original image's content by d pixels in one of four directions
+    (uncovered border zero-filled) before the test-time resize; the predictions are
+    moved back by d and scored against the original annotations. Instance agreement
+    compares, inside the part of the image that stays in frame, the original
+    predictions with the moved-back shifted ones (score >= `score_thresh`): mask IoU
+    and class agreement of matched pairs (greedy by IoU >= `match_iou`), and the
+    percentage of instances without a partner.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        dataset_name: str,
+        cfg,
+        shifts: Sequence[int] = (1, 2, 5, 10, 20),
+        score_thresh: float = 0.5,
+        match_iou: float = 0.5,
+    ):
+        self.model, self.score_thresh, self.match_iou = model, score_thresh, match_iou
+        self.image_format = cfg.INPUT.FORMAT
+        self.augmentations = T.AugmentationList(detection_utils.build_augmentation(cfg, is_train=False))
+        self.shifts = [
+            (f"{name}{d}", ux * d, uy * d) for d, (name, (ux, uy)) in itertools.product(shifts, DIRECTIONS.items())
+        ]
+        self.coco = {
+            name: COCOEvaluator(dataset_name, output_dir=None, use_fast_impl=False)
+            for name in ["0"] + [s[0] for s in self.shifts]
+        }
+
+    def reset(self):
+        for evaluator in self.coco.values():
+            evaluator.reset()
+        self._counts = _Counts(matched=0, iou=0.0, same_class=0, unmatched=0, instances=0)
+
+    def _shifted_input(self, image: np.ndarray, dx: int, dy: int, inp: Dict) -> Dict:
+        aug = T.AugInput(translate(image, dx, dy))
+        self.augmentations(aug)
+        tensor = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
+        return {"image": tensor, "height": inp["height"], "width": inp["width"], "file_name": inp["file_name"]}
+
+    @staticmethod
+    def _move_back(instances, dx: int, dy: int):
+        instances = instances.to("cpu")
+        h, w = instances.image_size
+        if instances.has("pred_boxes"):
+            boxes = instances.pred_boxes.clone()
+            boxes.tensor -= torch.tensor([dx, dy, dx, dy], dtype=boxes.tensor.dtype)
+            boxes.clip((h, w))
+            instances.pred_boxes = boxes
+        if instances.has("pred_masks"):
+            masks = instances.pred_masks.permute(1, 2, 0).numpy()
+            instances.pred_masks = torch.from_numpy(translate(masks, -dx, -dy)).permute(2, 0, 1)
+        return instances
+
+    def _agreement(self, original, moved_back, dx: int, dy: int):
+        rows, cols = shared_view(*original.image_size, dx, dy)
+        masks = []
+        for instances in (original, moved_back):
+            kept = instances[instances.scores >= self.score_thresh]
+            m = kept.pred_masks[:, rows, cols].bool()
+            visible = m.flatten(1).any(dim=1)
+            masks.append((m[visible], kept.pred_classes[visible]))
+        (masks_a, classes_a), (masks_b, classes_b) = masks
+        pairs = match_instances(masks_a, masks_b, self.match_iou)
+        self._counts.add(
+            matched=len(pairs),
+            iou=sum(iou for _, _, iou in pairs),
+            same_class=sum(int(classes_a[i] == classes_b[j]) for i, j, _ in pairs),
+            unmatched=len(masks_a) + len(masks_b) - 2 * len(pairs),
+            instances=len(masks_a) + len(masks_b),
+        )
+
+    def process(self, inputs, outputs):
+        self.coco["0"].process(inputs, outputs)
+        for inp, out in zip(inputs, outputs):
+            image = detection_utils.read_image(inp["file_name"], format=self.image_format)
+            original = out["instances"].to("cpu")
+            for batch in _chunks(self.shifts, len(DIRECTIONS)):  # one model call per distance
+                shifted = self.model([self._shifted_input(image, dx, dy, inp) for _, dx, dy in batch])
+                for (name, dx, dy), out_shifted in zip(batch, shifted):
+                    moved_back = self._move_back(out_shifted["instances"], dx, dy)
+                    self.coco[name].process([inp], [{"instances": moved_back}])
+                    if original.has("pred_masks"):
+                        self._agreement(original, moved_back, dx, dy)
+
+    def evaluate(self):
+        counts = self._counts.gathered()
+        coco_logger = logging.getLogger("detectron2.evaluation.coco_evaluation")
+        level = coco_logger.level
+        coco_logger.setLevel(logging.WARNING)  # 21 full COCO tables would bury the log
+        try:
+            per_shift = {name: evaluator.evaluate() for name, evaluator in self.coco.items()}
+        finally:
+            coco_logger.setLevel(level)
+        if not comm.is_main_process():
+            return None
+        res = OrderedDict()
+        for task in ("segm", "bbox"):
+            if task not in per_shift["0"]:
+                continue
+            aps = {name: per_shift[name][task]["AP"] for name in per_shift}
+            for name, ap in aps.items():
+                res[f"{task}_AP_{name}"] = ap
+            values = np.array(list(aps.values()))
+            res[f"{task}_AP_mean"] = float(values.mean())
+            res[f"{task}_AP_spread"] = float(values.max() - values.min())
+            res[f"{task}_AP_std"] = float(values.std())
+        if counts["instances"]:
+            matched = max(counts["matched"], 1)
+            res["mask_iou"] = 100 * counts["iou"] / matched
+            res["class_agreement"] = 100 * counts["same_class"] / matched
+            res["unmatched"] = 100 * counts["unmatched"] / counts["instances"]
+        return OrderedDict(shift_consistency=res)
+
+
+def build_shift_consistency_evaluator(cfg, dataset_name: str, model: Model) -> DatasetEvaluator:
+    """The shift-consistency evaluator for `dataset_name`'s task, from TEST.SHIFT_CONSISTENCY."""
+    from detectron2.data import MetadataCatalog
+
+    sc = cfg.TEST.SHIFT_CONSISTENCY
+    if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor" or MetadataCatalog.get(dataset_name).evaluator_type in (
+        "sem_seg",
+        "cityscapes_sem_seg",
+    ):
+        return SemSegShiftConsistency(model, sc.NUM_PAIRS, sc.MAX_SHIFT, sc.SEED)
+    return InstanceShiftConsistency(model, dataset_name, cfg, sc.SHIFTS, sc.SCORE_THRESH, sc.MATCH_IOU)
