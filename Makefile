@@ -4,13 +4,16 @@
 # An importable torch or detectron2 there is kept as it is.
 PYTHON ?= .venv/bin/python
 
-.PHONY: setup test quickstart
+.PHONY: setup test test-slow quickstart
 
 setup:
 	bash dev/setup.sh $(PYTHON)
 
 test: setup
 	$(PYTHON) -m pytest
+
+test-slow: setup
+	$(PYTHON) -m pytest -m slow
 
 quickstart: setup
 	$(PYTHON) tools/quickstart.py
