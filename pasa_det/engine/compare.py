@@ -73,9 +73,9 @@ def measure_models(cfgs: Dict, models: Dict, rounds: int = TIMING_ROUNDS) -> Dic
     }
 
 
-def headline(cfg_variant: Dict) -> Dict[str, float]:
+def headline(row: Dict) -> Dict[str, float]:
     """The numbers of one variant that go into the table."""
-    metrics, shift = cfg_variant["metrics"], cfg_variant["metrics"].get("shift_consistency", {})
+    metrics, shift = row["metrics"], row["metrics"].get("shift_consistency", {})
     out = {}
     if "segm" in metrics:
         out.update({"box AP": metrics["bbox"]["AP"], "mask AP": metrics["segm"]["AP"]})
@@ -89,10 +89,10 @@ def headline(cfg_variant: Dict) -> Dict[str, float]:
     if "sem_seg" in metrics:
         out.update({"mIoU": metrics["sem_seg"]["mIoU"], "consistency": shift.get("consistency")})
     out.update({
-        "params (M)": cfg_variant["params_M"],
-        "GFLOPs / image": cfg_variant["gflops_per_image"],
-        "train s / iter": cfg_variant["train_s_per_iter"],
-        "inference s / image": cfg_variant["infer_s_per_image"],
+        "params (M)": row["params_M"],
+        "GFLOPs / image": row["gflops_per_image"],
+        "train s / iter": row["train_s_per_iter"],
+        "inference s / image": row["infer_s_per_image"],
     })
     return out
 

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
-from detectron2.data import detection_utils
+from detectron2.data import MetadataCatalog, detection_utils
 from detectron2.data import transforms as T
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 from detectron2.utils import comm
@@ -274,8 +274,6 @@ class InstanceShiftConsistency(DatasetEvaluator):
 
 def build_shift_consistency_evaluator(cfg, dataset_name: str, model: Model) -> DatasetEvaluator:
     """The shift-consistency evaluator for `dataset_name`'s task, from TEST.SHIFT_CONSISTENCY."""
-    from detectron2.data import MetadataCatalog
-
     sc = cfg.TEST.SHIFT_CONSISTENCY
     if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor" or MetadataCatalog.get(dataset_name).evaluator_type in (
         "sem_seg",
