@@ -144,16 +144,16 @@ def visualize_filters(cfg, inputs: Iterable[str], output_dir: str, sites: Option
     """Run the model of `cfg` (weights from MODEL.WEIGHTS, if set) on each image as
     detectron2 infers, and write `<output_dir>/<image>/<site>.png`, `.../overview.png`
     and `<output_dir>/filters.json`; return what the JSON holds."""
-    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.data import transforms as T
     from detectron2.data.detection_utils import read_image
 
+    from pasa_det.checkpoint import load_checkpoint
     from pasa_det.engine import Trainer
     from pasa_det.engine.demo import iter_image_paths
 
     model = Trainer.build_model(cfg)
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        load_checkpoint(cfg, model)
     model.eval()
     resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
     os.makedirs(output_dir, exist_ok=True)
