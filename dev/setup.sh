@@ -31,8 +31,24 @@ pins=()
 if "$PY" -c "import importlib.metadata as m; m.distribution('pb1-detectron2')" 2>/dev/null; then
   pins=("numpy<1.24" "Pillow<10" "setuptools<81")
 fi
-echo "== installing pasa_det (editable) with its test extras"
-pip_install -q --no-build-isolation -e ".[test]" "${pins[@]}" || fail "pip could not install pasa_det"
-summary=$("$PY" -W ignore -c 'import sys, torch, detectron2, pasa_det; print(sys.prefix, "torch", torch.__version__, "detectron2", detectron2.__version__)') \
+# pip builds pasa_det._C (PASA's C++ kernel) against this torch: no build isolation, and
+# PEP 517 so that pip does not hand the editable install to a build-isolated `setup.py develop`.
+# The compile takes about half a minute, so an install whose kernel is newer than its
+# sources is kept.
+if "$PY" - 2>/dev/null <<'EOF'
+import pathlib, hypothesis, cityscapesscripts, pasa_det, pasa_det._C
+here = pathlib.Path("pasa_det").resolve()
+assert pathlib.Path(pasa_det.__file__).resolve().parent == here
+sources = [pathlib.Path("setup.py"), *pathlib.Path("pasa_det/layers/csrc").iterdir()]
+built = pathlib.Path(pasa_det._C.__file__).stat().st_mtime
+assert all(built > p.stat().st_mtime for p in sources)
+EOF
+then
+  echo "== pasa_det is installed here with an up-to-date C++ kernel"
+else
+  echo "== installing pasa_det (editable, compiling its C++ kernel) with its test extras"
+  pip_install -q --no-build-isolation --use-pep517 -e ".[test]" "${pins[@]}" || fail "pip could not install pasa_det"
+fi
+summary=$("$PY" -W ignore -c 'import sys, torch, detectron2, pasa_det.layers.pasa as p; print(sys.prefix, "torch", torch.__version__, "detectron2", detectron2.__version__, "C++ kernel", "built" if p.native_available() else "not built")') \
   || fail "pasa_det does not import after set-up (see the error above)"
 echo "== set-up done: $summary"

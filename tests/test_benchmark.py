@@ -9,7 +9,7 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 
 from pasa_det.layers import PASA
-from pasa_det.utils.benchmark import benchmark_site, mask_rcnn_aa_sites, summarize
+from pasa_det.utils.benchmark import add_site_memory, mask_rcnn_aa_sites, summarize, time_site
 from pasa_det.utils.model_benchmark import FLOP_HANDLES, synthetic_inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,10 +30,12 @@ def test_mask_rcnn_sites_have_the_real_backbone_shapes():
 
 
 def test_benchmark_site_reports_every_variant_and_summary():
-    record = {"site": "tiny", "kernel_size": 3, **benchmark_site([1, 16, 10, 12], 3, 8, repeats=1)}
+    record = {"site": "tiny", "shape": [1, 16, 10, 12], "kernel_size": 3}
+    record.update(time_site(record["shape"], 3, 8, repeats=1))
+    add_site_memory(record, 3, 8)
     for mode in ("eval", "train"):
-        assert set(record[mode]) == {"pasa", "published", "lpf", "subsample", "floor"}
-        assert all(v["time_s"] > 0 for v in record[mode].values())
+        assert set(record[mode]) == {"pasa", "pasa_torch", "published", "lpf", "subsample", "floor"}
+        assert all(v["time_s"] > 0 and "peak_bytes" in v for v in record[mode].values())
     assert summarize([record])["k3"]["eval_speedup_vs_published"] > 0
 
 

@@ -159,8 +159,8 @@ def test_lowpass_is_depthwise_odd_sized_and_not_in_state_dict():
         LowPassFilter(3, kernel_size=2)
 
 
-def _fast_and_plain(channels, **kwargs):
-    fast = randomize_norms_(PASA(channels, impl="fast", **kwargs))
+def _impl_and_plain(impl, channels, **kwargs):
+    fast = randomize_norms_(PASA(channels, impl=impl, **kwargs))
     plain = PASA(channels, impl="plain", **kwargs)
     plain.load_state_dict(fast.state_dict())
     return fast, plain
@@ -178,6 +178,7 @@ def _output_and_grads(m, x, grad_out_seed=1):
     "kwargs, size",
     [
         ({}, (13, 10)),
+        ({}, (40, 47)),  # large enough for the gathered-border convolution
         ({"kernel_size": 5, "softmax": "group"}, (9, 16)),
         ({"stride": 3, "pad_mode": "zeros", "group": 2}, (11, 7)),
         ({"kernel_size": 5}, (1, 2)),  # replicate fallback
@@ -185,8 +186,9 @@ def _output_and_grads(m, x, grad_out_seed=1):
 )
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_fast_impl_matches_plain_forward_and_gradients(kwargs, size, train, channels_last):
-    fast, plain = (m.train(train) for m in _fast_and_plain(16, **kwargs))
+@pytest.mark.parametrize("impl", ["native", "fast"])
+def test_impls_match_plain_forward_and_gradients(impl, kwargs, size, train, channels_last):
+    fast, plain = (m.train(train) for m in _impl_and_plain(impl, 16, **kwargs))
     x = torch.randn(2, 16, *size)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)

@@ -19,7 +19,7 @@ import sys
 
 import torch
 
-from pasa_det.utils.benchmark import benchmark_site, format_table, mask_rcnn_aa_sites, summarize
+from pasa_det.utils.benchmark import add_site_memory, format_table, mask_rcnn_aa_sites, summarize, time_site
 
 
 def main(argv=None):
@@ -41,8 +41,10 @@ def main(argv=None):
     records = []
     for k in args.kernel_sizes:
         for site in sites:
-            records.append({**site, "kernel_size": k, **benchmark_site(site["shape"], k, args.group, args.repeats, args.device)})
-            print(f"done {site['site']} k={k}", file=sys.stderr, flush=True)
+            records.append({**site, "kernel_size": k, **time_site(site["shape"], k, args.group, args.repeats, args.device)})
+            print(f"timed {site['site']} k={k}", file=sys.stderr, flush=True)
+    for record in records:  # last: measuring CPU memory changes malloc's settings
+        add_site_memory(record, record["kernel_size"], args.group, args.device)
     summary = summarize(records)
     print(f"device={args.device} input={args.batch}x3x{height}x{width} group={args.group} repeats={args.repeats}")
     print(format_table(records, summary))

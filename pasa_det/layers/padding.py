@@ -1,4 +1,7 @@
 """Padding shared by the anti-aliasing filters."""
+import functools
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -11,16 +14,126 @@ def check_pad_mode(pad_mode: str) -> str:
     return pad_mode
 
 
-def pad_same(x: torch.Tensor, pad: int, pad_mode: str) -> torch.Tensor:
-    """Pad both spatial dims by `pad` on every side.
+def effective_pad_mode(x: torch.Tensor, pad: int, pad_mode: str) -> str:
+    """Reflect padding needs every spatial size > pad; tiny maps (an FPN level
+    of 1x1, say) get replicate padding instead of failing inside torch."""
+    if pad_mode == "reflect" and min(x.shape[-2:]) <= pad:
+        return "replicate"
+    return pad_mode
 
-    Reflect padding needs every spatial size > pad; tiny maps (an FPN level of
-    1x1, say) fall back to replicate padding instead of failing inside torch.
-    """
+
+def pad_same(x: torch.Tensor, pad: int, pad_mode: str) -> torch.Tensor:
+    """Pad both spatial dims by `pad` on every side."""
     if pad == 0:
         return x
     if pad_mode == "zeros":
         return F.pad(x, (pad,) * 4)
-    if pad_mode == "reflect" and min(x.shape[-2:]) <= pad:
-        pad_mode = "replicate"
-    return F.pad(x, (pad,) * 4, mode=pad_mode)
+    return F.pad(x, (pad,) * 4, mode=effective_pad_mode(x, pad, pad_mode))
+
+
+def _padded_index(size: int, pad: int, pad_mode: str) -> torch.Tensor:
+    """For each position of an axis padded by `pad`, the unpadded position it copies."""
+    index = torch.arange(-pad, size + pad)
+    if pad_mode == "replicate":
+        return index.clamp(0, size - 1)
+    index = index.abs()
+    return torch.where(index >= size, 2 * (size - 1) - index, index)
+
+
+@functools.lru_cache(maxsize=256)
+def _border_patches(height: int, width: int, kernel_size: int, stride: int, pad_mode: str, device: str):
+    """The outputs whose window reaches into the padding, as flat indices into
+    the output map (P,), and the input pixels of their windows, as flat indices
+    into the input map (P * k * k,), tap-major within each window."""
+    pad = kernel_size // 2
+    out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
+    rows = _padded_index(height, pad, pad_mode)
+    cols = _padded_index(width, pad, pad_mode)
+    a, b = torch.arange(out_h), torch.arange(out_w)
+    row_border = (a * stride < pad) | (a * stride + kernel_size - 1 - pad > height - 1)
+    col_border = (b * stride < pad) | (b * stride + kernel_size - 1 - pad > width - 1)
+    a, b = (row_border[:, None] | col_border[None, :]).nonzero(as_tuple=True)
+    taps = torch.arange(kernel_size)
+    window_rows = rows[a[:, None] * stride + taps]  # (P, k)
+    window_cols = cols[b[:, None] * stride + taps]
+    pixels = window_rows[:, :, None] * width + window_cols[:, None, :]  # (P, k, k)
+    return (a * out_w + b).to(device), pixels.flatten().to(device)
+
+
+class _ConvSame(torch.autograd.Function):
+    """Forward: zero-padded convolution, then the border outputs overwritten by
+    a matrix product over their gathered (padded) windows. Backward routes each
+    output's gradient to whichever of the two produced it; the windows'
+    gradients go back with one `index_add_`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride: int, pad_mode: str):
+        k = weight.shape[-1]
+        out = F.conv2d(x, weight, bias, stride, padding=k // 2)
+        outputs, pixels = _border_patches(*x.shape[-2:], k, stride, pad_mode, str(x.device))
+        patches = _windows(x, pixels, k)
+        border = patches @ weight.flatten(1).t()  # (N, P, C_out)
+        if bias is not None:
+            border = border + bias
+        out.flatten(2).index_copy_(2, outputs, border.transpose(1, 2))
+        ctx.save_for_backward(x, weight, patches)
+        ctx.stride, ctx.pad_mode, ctx.has_bias = stride, pad_mode, bias is not None
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x, weight, patches = ctx.saved_tensors
+        k = weight.shape[-1]
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        outputs, pixels = _border_patches(*x.shape[-2:], k, ctx.stride, ctx.pad_mode, str(x.device))
+        grad_main = grad_out.contiguous().clone()
+        grad_border = grad_main.flatten(2).index_select(2, outputs)  # (N, C_out, P)
+        grad_main.flatten(2).index_fill_(2, outputs, 0)
+        grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad_main, x, weight, [weight.shape[0]] if ctx.has_bias else None, [ctx.stride] * 2, [k // 2] * 2,
+            [1, 1], False, [0, 0], 1, [need_x, need_w, ctx.has_bias and need_b],
+        )
+        if need_x:
+            grad_patches = grad_border.transpose(1, 2) @ weight.flatten(1)  # (N, P, C * k * k)
+            n, c = x.shape[:2]
+            grad_patches = grad_patches.view(n, len(outputs), c, k * k).permute(0, 2, 1, 3).reshape(n, c, -1)
+            grad_x.flatten(2).index_add_(2, pixels, grad_patches)
+        if need_w:
+            grad_w += (grad_border @ patches).sum(0).view_as(weight)
+        if ctx.has_bias and need_b:
+            grad_b += grad_border.sum((0, 2))
+        return grad_x, grad_w, grad_b, None, None
+
+
+def _windows(x: torch.Tensor, pixels: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """(N, P, C * k * k): each border output's window, channel-major like a
+    convolution weight's flattened (C, k, k)."""
+    n, c, taps = *x.shape[:2], kernel_size * kernel_size
+    gathered = x.flatten(2)[:, :, pixels].view(n, c, -1, taps)  # 3x index_select's speed
+    return gathered.permute(0, 2, 1, 3).reshape(n, gathered.shape[2], c * taps)
+
+
+def conv2d_same(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int, pad_mode: str):
+    """`conv2d(pad_same(x, k // 2, pad_mode), weight, bias, stride)` without the
+    padded copy of `x`: the convolution zero-pads, then the outputs whose
+    window reaches the border are recomputed from their gathered windows. On
+    large maps the copy and its backward cost up to half the convolution's
+    time on the CPU; small maps, whose windows are mostly border, are copied."""
+    pad = weight.shape[-1] // 2
+    pad_mode = effective_pad_mode(x, pad, pad_mode)
+    if pad == 0 or pad_mode == "zeros":
+        return F.conv2d(x, weight, bias, stride, padding=pad)
+    _, pixels = _border_patches(*x.shape[-2:], weight.shape[-1], stride, pad_mode, str(x.device))
+    # A small map, mostly border, is cheaper to copy. Traced (fvcore's FLOP
+    # count), the plain ops show the convolution's cost as one aten op.
+    if 4 * len(pixels) > x.shape[-2] * x.shape[-1] or torch.jit.is_tracing():
+        return F.conv2d(pad_same(x, pad, pad_mode), weight, bias, stride)
+    device = x.device.type
+    if not (torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)):
+        return _ConvSame.apply(x, weight, bias, stride, pad_mode)
+    dtype = torch.get_autocast_dtype(device)  # compute in autocast's dtype, as F.conv2d would
+    x, weight = x.to(dtype), weight.to(dtype)
+    bias = None if bias is None else bias.to(dtype)
+    with torch.autocast(device, enabled=False):
+        return _ConvSame.apply(x, weight, bias, stride, pad_mode)

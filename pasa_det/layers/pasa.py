@@ -4,7 +4,12 @@ from typing import Callable, Union
 import torch
 from torch import nn
 
-from .padding import check_pad_mode, pad_same
+from .padding import PAD_MODES, check_pad_mode, conv2d_same, effective_pad_mode, pad_same
+
+try:  # the C++ kernel, built by `pip install -e .` (`make setup`)
+    from pasa_det import _C
+except ImportError:  # not built: the torch implementations serve
+    _C = None
 
 SOFTMAX_MODES = ("joint", "group")
 NormSpec = Union[str, Callable[[int], nn.Module]]
@@ -28,7 +33,13 @@ def make_norm(norm: NormSpec, channels: int) -> nn.Module:
     raise ValueError(f"norm must be '', 'BN' or a callable(channels) -> nn.Module, got {norm!r}")
 
 
-IMPLS = ("fast", "plain")
+IMPLS = ("auto", "native", "fast", "plain")
+NATIVE_DTYPES = (torch.float32, torch.float64)
+
+
+def native_available() -> bool:
+    """Whether the C++ kernel (`pasa_det._C`) was built and imports."""
+    return _C is not None
 
 
 def tap_views(x_padded: torch.Tensor, kernel_size: int, stride: int, out_hw):
@@ -107,6 +118,32 @@ def plain_weighted_subsample(x_padded, weights, kernel_size: int, stride: int) -
     return out.flatten(1, 2)
 
 
+class FusedSoftmaxSubsample(torch.autograd.Function):
+    """The C++ kernel: normalises the filter logits and takes the weighted,
+    subsampled sum in one pass, reading the unpadded input through index
+    tables that apply the padding (CPU, float32/float64).
+
+    Args: x (N, C, H, W); logits (N, G*k*k, H_out, W_out) of x's dtype; the
+    softmax runs over all G*k*k channels (`joint`) or each group's k*k taps.
+    """
+
+    @staticmethod
+    def forward(ctx, x, logits, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: str):
+        mode = PAD_MODES.index(pad_mode)
+        keep = any(ctx.needs_input_grad[:2])  # the filters are only kept for backward
+        out, weights = _C.pasa_forward(x, logits, kernel_size, stride, group, joint, mode, keep)
+        ctx.save_for_backward(x, weights)
+        ctx.args = (kernel_size, stride, group, joint, mode)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x, weights = ctx.saved_tensors
+        grad_x, grad_logits = _C.pasa_backward(grad_out, x, weights, *ctx.args)
+        return grad_x, grad_logits, None, None, None, None, None
+
+
 class PASA(nn.Module):
     """Predicts a k x k low-pass filter per position and channel group, then
     downsamples with it.
@@ -128,9 +165,11 @@ class PASA(nn.Module):
         softmax: "joint" normalises all G*k*k logits at a position together,
             as the published code and weights do; "group" normalises each
             group's k*k taps, so every filter sums to one.
-        impl: "fast" (`WeightedSubsample`: in-place accumulation and a
-            hand-written backward) or "plain" (the same sum as autograd ops);
-            they agree to rounding.
+        impl: "native" (`FusedSoftmaxSubsample`, the C++ kernel: CPU,
+            float32/64), "fast" (`WeightedSubsample`: torch ops accumulated in
+            place, with a hand-written backward; any device and dtype), "plain"
+            (the same sum as autograd ops), or "auto": native where it applies
+            and is built, else fast. All agree to rounding.
     """
 
     def __init__(
@@ -142,7 +181,7 @@ class PASA(nn.Module):
         pad_mode: str = "reflect",
         norm: NormSpec = "BN",
         softmax: str = "joint",
-        impl: str = "fast",
+        impl: str = "auto",
     ):
         super().__init__()
         check_kernel_and_stride(kernel_size, stride)
@@ -152,6 +191,8 @@ class PASA(nn.Module):
             raise ValueError(f"softmax must be one of {SOFTMAX_MODES}, got {softmax!r}")
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+        if impl == "native" and not native_available():
+            raise ValueError("impl='native' needs the C++ kernel pasa_det._C: build it with `make setup`")
         self.in_channels = in_channels
         self.kernel_size = kernel_size
         self.stride = stride
@@ -167,10 +208,25 @@ class PASA(nn.Module):
             nn.init.ones_(self.norm.weight)
             nn.init.zeros_(self.norm.bias)
 
-    def filter_weights(self, x_padded: torch.Tensor) -> torch.Tensor:
+    def filter_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The normalised filter logits at the kept positions, (N, G*k*k, H_out, W_out).
+        An eval-mode BatchNorm is folded into the convolution (one pass fewer)."""
+        norm = self.norm
+        if isinstance(norm, nn.modules.batchnorm._BatchNorm) and not norm.training and norm.track_running_stats:
+            scale = torch.rsqrt(norm.running_var + norm.eps)
+            if norm.weight is not None:
+                scale = scale * norm.weight
+            shift = -norm.running_mean * scale
+            if norm.bias is not None:
+                shift = shift + norm.bias
+            weight = self.conv.weight * scale.to(self.conv.weight.dtype).view(-1, 1, 1, 1)
+            return conv2d_same(x, weight, shift.to(weight.dtype), self.stride, self.pad_mode)
+        return norm(conv2d_same(x, self.conv.weight, None, self.stride, self.pad_mode))
+
+    def filter_weights(self, x: torch.Tensor) -> torch.Tensor:
         """The predicted filters at the kept positions, (N, G, k*k, H_out, W_out),
         normalised in at least float32 and returned in the input's dtype."""
-        logits = self.norm(self.conv(x_padded))
+        logits = self.filter_logits(x)
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()
         shape = (logits.shape[0], self.group, self.kernel_size**2, *logits.shape[-2:])
@@ -178,12 +234,27 @@ class PASA(nn.Module):
             weights = logits.softmax(dim=1).view(shape)
         else:
             weights = logits.view(shape).softmax(dim=2)
-        return weights.to(x_padded.dtype)
+        return weights.to(x.dtype)
+
+    def resolved_impl(self, x: torch.Tensor) -> str:
+        """The implementation that runs on `x`."""
+        native_fits = x.device.type == "cpu" and x.dtype in NATIVE_DTYPES
+        if self.impl == "native" and not native_fits:
+            raise ValueError(f"impl='native' runs on float32/float64 CPU tensors, got {x.dtype} on {x.device}")
+        if self.impl == "auto":  # traced (fvcore's FLOP count): the torch ops its handles know
+            return "native" if native_fits and native_available() and not torch.jit.is_tracing() else "fast"
+        return self.impl
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        impl = self.resolved_impl(x)
+        if impl == "native":
+            logits = self.filter_logits(x).to(x.dtype)
+            pad_mode = effective_pad_mode(x, self.kernel_size // 2, self.pad_mode)
+            joint = self.softmax == "joint"
+            return FusedSoftmaxSubsample.apply(x, logits, self.kernel_size, self.stride, self.group, joint, pad_mode)
+        weights = self.filter_weights(x)
         x_padded = pad_same(x, self.kernel_size // 2, self.pad_mode)
-        weights = self.filter_weights(x_padded)
-        if self.impl == "fast":
+        if impl == "fast":
             return WeightedSubsample.apply(x_padded, weights, self.kernel_size, self.stride)
         return plain_weighted_subsample(x_padded, weights, self.kernel_size, self.stride)
 

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 
 from pasa_det.layers import PASA, LowPassFilter
-from pasa_det.layers.padding import pad_same
 from pasa_det.layers.reference import published_pasa
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -98,50 +97,70 @@ def mask_rcnn_aa_sites(batch: int, height: int, width: int, config_file: str = M
 
 def _variants(x: torch.Tensor, kernel_size: int, group: int, train: bool) -> Dict[str, Callable]:
     """Callables for every compared operator on input `x`; in training mode
-    each runs forward and backward (to the input and any parameters)."""
+    each runs forward and backward (to the input and any parameters).
+
+    `pasa` is the default implementation (the C++ kernel on the CPU when
+    built), `pasa_torch` the torch one that serves elsewhere; `floor` is the
+    filter-logit convolution alone, zero-padded inside the convolution as
+    `pasa` runs it (no padded copy)."""
     channels = x.shape[1]
     pasa = PASA(channels, kernel_size, stride=2, group=group).to(x.device).train(train)
+    pasa_torch = PASA(channels, kernel_size, stride=2, group=group, impl="fast").to(x.device).train(train)
+    pasa_torch.load_state_dict(pasa.state_dict())
     lpf = LowPassFilter(channels, kernel_size, stride=2).to(x.device)
-    x_padded = pad_same(x, kernel_size // 2, "reflect")
     ops = {
         "pasa": pasa,
+        "pasa_torch": pasa_torch,
         "published": lambda t: published_pasa(t, pasa.conv.weight, pasa.norm, kernel_size, 2, group),
         "lpf": lpf,
         "subsample": lambda t: t[..., ::2, ::2].contiguous(),
-        "floor": lambda t: F.conv2d(t, pasa.conv.weight, stride=2),
+        "floor": lambda t: F.conv2d(t, pasa.conv.weight, stride=2, padding=kernel_size // 2),
     }
-    inputs = {name: (x_padded.detach() if name == "floor" else x).requires_grad_(train) for name in ops}
+    x = x.detach().requires_grad_(train)
 
     def run(name):
-        if not train:
+        def infer():
             with torch.no_grad():
-                return lambda: ops[name](inputs[name])
+                ops[name](x)
 
         def step():
-            inputs[name].grad = None
+            x.grad = None
             pasa.zero_grad(set_to_none=True)
-            ops[name](inputs[name]).sum().backward()
+            pasa_torch.zero_grad(set_to_none=True)
+            ops[name](x).sum().backward()
 
-        return step
+        return step if train else infer
 
     if not train:
         with torch.no_grad():
             got, expected = pasa(x), ops["published"](x)
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(pasa_torch(x), expected, rtol=1e-4, atol=1e-4)
     return {name: run(name) for name in ops}
 
 
-def benchmark_site(shape, kernel_size: int, group: int, repeats: int, device="cpu", seed: int = 0) -> dict:
-    """Eval-forward and train-forward+backward median times and peak memory of
-    every variant at one input shape."""
+def time_site(shape, kernel_size: int, group: int, repeats: int, device="cpu", seed: int = 0) -> dict:
+    """Eval-forward and train-forward+backward median times of every variant
+    at one input shape."""
     torch.manual_seed(seed)
     x = torch.randn(*shape, device=device)
     result = {}
     for mode, train in (("eval", False), ("train", True)):
-        fns = _variants(x, kernel_size, group, train)
-        times = interleaved_medians(fns, repeats, device)
-        result[mode] = {name: {"time_s": times[name], "peak_bytes": peak_memory(fn, device)} for name, fn in fns.items()}
+        times = interleaved_medians(_variants(x, kernel_size, group, train), repeats, device)
+        result[mode] = {name: {"time_s": t} for name, t in times.items()}
     return result
+
+
+def add_site_memory(record: dict, kernel_size: int, group: int, device="cpu", seed: int = 0) -> dict:
+    """Add every variant's peak memory to a `time_site` record of input shape
+    `record["shape"]`. On the CPU this changes malloc's settings for the rest
+    of the process, so take all timings first."""
+    torch.manual_seed(seed)
+    x = torch.randn(*record["shape"], device=device)
+    for mode, train in (("eval", False), ("train", True)):
+        for name, fn in _variants(x, kernel_size, group, train).items():
+            record[mode][name]["peak_bytes"] = peak_memory(fn, device)
+    return record
 
 
 def geometric_mean(values) -> float:
@@ -155,8 +174,10 @@ def summarize(records: List[dict]) -> Dict[str, dict]:
         "eval_speedup_vs_published": lambda r: r["eval"]["published"]["time_s"] / r["eval"]["pasa"]["time_s"],
         "eval_time_vs_floor": lambda r: r["eval"]["pasa"]["time_s"] / r["eval"]["floor"]["time_s"],
         "eval_time_vs_lpf": lambda r: r["eval"]["pasa"]["time_s"] / r["eval"]["lpf"]["time_s"],
+        "eval_torch_impl_vs_default": lambda r: r["eval"]["pasa_torch"]["time_s"] / r["eval"]["pasa"]["time_s"],
         "train_speedup_vs_published": lambda r: r["train"]["published"]["time_s"] / r["train"]["pasa"]["time_s"],
         "train_time_vs_floor": lambda r: r["train"]["pasa"]["time_s"] / r["train"]["floor"]["time_s"],
+        "train_torch_impl_vs_default": lambda r: r["train"]["pasa_torch"]["time_s"] / r["train"]["pasa"]["time_s"],
         "train_memory_vs_published": lambda r: r["train"]["pasa"]["peak_bytes"] / r["train"]["published"]["peak_bytes"],
     }
     summary = {}
@@ -172,7 +193,7 @@ def summarize(records: List[dict]) -> Dict[str, dict]:
 
 
 def format_table(records: List[dict], summary: Dict[str, dict]) -> str:
-    variants = ["pasa", "published", "lpf", "subsample", "floor"]
+    variants = ["pasa", "pasa_torch", "published", "lpf", "subsample", "floor"]
     head = f"{'site':<28}{'k':>2} {'mode':<6}" + "".join(f"{v + ' ms':>13}" for v in variants)
     head += f"{'pub/ours':>10}{'ours/floor':>11}{'mem o/p':>9}"
     lines = [head]
