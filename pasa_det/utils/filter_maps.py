@@ -13,7 +13,6 @@ from typing import Dict, Iterable, Optional, Sequence
 import torch
 from torch import nn
 
-from pasa_det.layers.padding import pad_same
 from pasa_det.layers.pasa import PASA
 
 
@@ -112,7 +111,7 @@ class FilterRecorder:
     def _hook(self, name: str):
         def hook(module: PASA, inputs, output):
             with torch.no_grad():
-                weights = module.filter_weights(pad_same(inputs[0], module.kernel_size // 2, module.pad_mode))
+                weights = module.filter_weights(inputs[0])
             self.records[name] = SiteFilters(weights.detach().float().cpu(), module.kernel_size)
 
         return hook
