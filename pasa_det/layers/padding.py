@@ -44,7 +44,8 @@ def _padded_index(size: int, pad: int, pad_mode: str) -> torch.Tensor:
 def _border_patches(height: int, width: int, kernel_size: int, stride: int, pad_mode: str, device: str):
     """The outputs whose window reaches into the padding, as flat indices into
     the output map (P,), and the input pixels of their windows, as flat indices
-    into the input map (P * k * k,), tap-major within each window."""
+    into the input map (k * k * P,), tap-major: all outputs' first tap, then
+    their second, ..."""
     pad = kernel_size // 2
     out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
     rows = _padded_index(height, pad, pad_mode)
@@ -56,7 +57,7 @@ def _border_patches(height: int, width: int, kernel_size: int, stride: int, pad_
     taps = torch.arange(kernel_size)
     window_rows = rows[a[:, None] * stride + taps]  # (P, k)
     window_cols = cols[b[:, None] * stride + taps]
-    pixels = window_rows[:, :, None] * width + window_cols[:, None, :]  # (P, k, k)
+    pixels = window_rows.t()[:, None, :] * width + window_cols.t()[None, :, :]  # (k, k, P)
     return (a * out_w + b).to(device), pixels.flatten().to(device)
 
 
@@ -72,10 +73,10 @@ class _ConvSame(torch.autograd.Function):
         out = F.conv2d(x, weight, bias, stride, padding=k // 2)
         outputs, pixels = _border_patches(*x.shape[-2:], k, stride, pad_mode, str(x.device))
         patches = _windows(x, pixels, k)
-        border = patches @ weight.flatten(1).t()  # (N, P, C_out)
+        border = weight.flatten(1) @ patches  # (N, C_out, P)
         if bias is not None:
-            border = border + bias
-        out.flatten(2).index_copy_(2, outputs, border.transpose(1, 2))
+            border = border + bias[:, None]
+        out.flatten(2).index_copy_(2, outputs, border)
         ctx.save_for_backward(x, weight, patches)
         ctx.stride, ctx.pad_mode, ctx.has_bias = stride, pad_mode, bias is not None
         return out
@@ -95,23 +96,20 @@ class _ConvSame(torch.autograd.Function):
             [1, 1], False, [0, 0], 1, [need_x, need_w, ctx.has_bias and need_b],
         )
         if need_x:
-            grad_patches = grad_border.transpose(1, 2) @ weight.flatten(1)  # (N, P, C * k * k)
-            n, c = x.shape[:2]
-            grad_patches = grad_patches.view(n, len(outputs), c, k * k).permute(0, 2, 1, 3).reshape(n, c, -1)
-            grad_x.flatten(2).index_add_(2, pixels, grad_patches)
+            grad_patches = weight.flatten(1).t() @ grad_border  # (N, C * k * k, P)
+            grad_x.flatten(2).index_add_(2, pixels, grad_patches.view(*x.shape[:2], -1))
         if need_w:
-            grad_w += (grad_border @ patches).sum(0).view_as(weight)
+            grad_w += (grad_border @ patches.transpose(1, 2)).sum(0).view_as(weight)
         if ctx.has_bias and need_b:
             grad_b += grad_border.sum((0, 2))
         return grad_x, grad_w, grad_b, None, None
 
 
 def _windows(x: torch.Tensor, pixels: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """(N, P, C * k * k): each border output's window, channel-major like a
+    """(N, C * k * k, P): the border outputs' windows, rows ordered like a
     convolution weight's flattened (C, k, k)."""
-    n, c, taps = *x.shape[:2], kernel_size * kernel_size
-    gathered = x.flatten(2)[:, :, pixels].view(n, c, -1, taps)  # 3x index_select's speed
-    return gathered.permute(0, 2, 1, 3).reshape(n, gathered.shape[2], c * taps)
+    n, c = x.shape[:2]
+    return x.flatten(2)[:, :, pixels].view(n, c * kernel_size * kernel_size, -1)  # 3x index_select's speed
 
 
 def conv2d_same(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int, pad_mode: str):
