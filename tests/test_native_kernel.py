@@ -140,3 +140,13 @@ def test_eval_batchnorm_folded_into_the_convolution_equals_applying_it():
     x = torch.randn(2, 16, 20, 24)
     expected = m.norm(conv2d_same(x, m.conv.weight, None, 2, "reflect"))
     torch.testing.assert_close(m.filter_logits(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_same_border_path_with_channels_last_input():
+    x = torch.randn(2, 8, 64, 80).to(memory_format=torch.channels_last).requires_grad_()
+    weight = torch.randn(16, 8, 3, 3, requires_grad=True)
+    got = _ConvSame.apply(x, weight, None, 2, "reflect")
+    expected = F.conv2d(pad_same(x, 1, "reflect"), weight, None, 2)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    for g, e in zip(_grads(got, (x, weight)), _grads(expected, (x, weight))):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)

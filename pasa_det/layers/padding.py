@@ -70,7 +70,8 @@ class _ConvSame(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride: int, pad_mode: str):
         k = weight.shape[-1]
-        out = F.conv2d(x, weight, bias, stride, padding=k // 2)
+        x = x.contiguous()  # flat (N, C, H*W) views below
+        out = F.conv2d(x, weight, bias, stride, padding=k // 2).contiguous()
         outputs, pixels = _border_patches(*x.shape[-2:], k, stride, pad_mode, str(x.device))
         patches = _windows(x, pixels, k)
         border = weight.flatten(1) @ patches  # (N, C_out, P)
@@ -97,7 +98,8 @@ class _ConvSame(torch.autograd.Function):
         )
         if need_x:
             grad_patches = weight.flatten(1).t() @ grad_border  # (N, C * k * k, P)
-            grad_x.flatten(2).index_add_(2, pixels, grad_patches.view(*x.shape[:2], -1))
+            grad_x = grad_x.contiguous()
+            grad_x.flatten(2).scatter_add_(2, pixels.expand(*x.shape[:2], -1), grad_patches.view(*x.shape[:2], -1))
         if need_w:
             grad_w += (grad_border @ patches.transpose(1, 2)).sum(0).view_as(weight)
         if ctx.has_bias and need_b:
@@ -109,7 +111,8 @@ def _windows(x: torch.Tensor, pixels: torch.Tensor, kernel_size: int) -> torch.T
     """(N, C * k * k, P): the border outputs' windows, rows ordered like a
     convolution weight's flattened (C, k, k)."""
     n, c = x.shape[:2]
-    return x.flatten(2)[:, :, pixels].view(n, c * kernel_size * kernel_size, -1)  # 3x index_select's speed
+    gathered = torch.gather(x.flatten(2), 2, pixels.expand(n, c, -1))  # 2x indexing's speed on the CPU
+    return gathered.view(n, c * kernel_size * kernel_size, -1)
 
 
 def conv2d_same(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int, pad_mode: str):
