@@ -10,7 +10,7 @@ from fvcore.nn import FlopCountAnalysis
 
 from pasa_det.layers import PASA
 from pasa_det.utils.benchmark import add_site_memory, mask_rcnn_aa_sites, summarize, time_site
-from pasa_det.utils.model_benchmark import FLOP_HANDLES, synthetic_inputs
+from pasa_det.utils.model_benchmark import FLOP_HANDLES, build, synthetic_inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,6 +57,23 @@ def test_flop_handles_count_pasa_weighted_sum_and_softmax():
     conv, weighted_sum, softmax = 72 * 16 * 9 * 16, 16 * 16 * 9, 72 * 16
     assert analysis.total() == conv + weighted_sum + softmax
     assert not analysis.unsupported_ops()
+
+
+def test_untrained_mask_rcnn_heads_do_a_fixed_amount_of_work():
+    """Whatever the backbone computes, the benchmark's detector keeps every
+    proposal and detection and trains its mask head on a full foreground batch."""
+    from detectron2.utils.events import EventStorage
+
+    inputs = synthetic_inputs("mask_rcnn_R_50_FPN", 2, 64, 96, "cpu")
+    model = build("mask_rcnn_R_50_FPN", "pasa", "cpu", 64, 96)
+    cfg_heads = model.roi_heads
+    with torch.no_grad():
+        outputs = model.eval()(inputs)
+    assert [len(o["instances"]) for o in outputs] == [cfg_heads.box_predictor.test_topk_per_image] * 2
+    with EventStorage() as storage:
+        model.train()(inputs)
+        fg = storage.latest()["roi_head/num_fg_samples"][0]
+    assert fg == cfg_heads.positive_fraction * cfg_heads.batch_size_per_image
 
 
 def test_synthetic_inputs():

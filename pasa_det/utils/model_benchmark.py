@@ -41,18 +41,41 @@ FLOP_HANDLES = {
 }
 
 
+# Untrained heads would otherwise do a different amount of work per model: random
+# box offsets throw most boxes out of the image, NMS keeps a varying number, and
+# the IoU matching of random proposals sets how many ROIs the (costly) mask head
+# trains on. `build` also zeroes the box-offset predictors: proposals are anchors.
+FIXED_HEAD_WORKLOAD = [
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,  # every box is a detection ...
+    "MODEL.ROI_HEADS.NMS_THRESH_TEST", 1.0,  # ... none suppressed: DETECTIONS_PER_IMAGE
+    "MODEL.RPN.NMS_THRESH", 1.0,  # the RPN keeps its POST_NMS_TOPK proposals
+    # Every proposal overlaps the whole-image ground-truth box of `synthetic_inputs`,
+    # so all are foreground: the mask head trains on POSITIVE_FRACTION *
+    # BATCH_SIZE_PER_IMAGE ROIs per image.
+    "MODEL.ROI_HEADS.IOU_THRESHOLDS", [1e-6],
+]
+
+
 def build(model_key: str, aa_type: str, device: str, height: int, width: int):
-    """Model without pretrained weights. Every score passes the test threshold,
-    so the untrained detector always keeps DETECTIONS_PER_IMAGE boxes and its
-    mask-head cost does not depend on the filter. Off CUDA, SyncBN becomes BN
-    (it needs a process group); DeepLab's ASPP pooling is sized for the input."""
-    opts = ["MODEL.DEVICE", device, "MODEL.WEIGHTS", "", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
+    """Model without pretrained weights, whose heads do the same work whatever
+    the filter (`FIXED_HEAD_WORKLOAD`), so time and FLOP ratios measure the
+    backbones. Off CUDA, SyncBN becomes BN (it needs a process group);
+    DeepLab's ASPP pooling is sized for the input."""
+    opts = ["MODEL.DEVICE", device, "MODEL.WEIGHTS", ""]
+    if "mask_rcnn" in model_key:
+        opts += FIXED_HEAD_WORKLOAD
     if not device.startswith("cuda"):
         opts += ["MODEL.RESNETS.NORM", "BN", "MODEL.SEM_SEG_HEAD.NORM", "BN"]
     if "deeplab" in model_key:
         opts += ["INPUT.CROP.SIZE", (height, width)]
     cfg = load_config(str(CONFIGS / MODELS[model_key].format(aa_type)), opts)
-    return build_model(cfg)
+    model = build_model(cfg)
+    if "mask_rcnn" in model_key:  # no box offsets: proposals are anchors, detections proposals
+        with torch.no_grad():
+            for layer in (model.proposal_generator.rpn_head.anchor_deltas, model.roi_heads.box_predictor.bbox_pred):
+                layer.weight.zero_()
+                layer.bias.zero_()
+    return model
 
 
 def synthetic_inputs(model_key: str, batch: int, height: int, width: int, device: str, seed: int = 0) -> List[dict]:
@@ -70,6 +93,7 @@ def synthetic_inputs(model_key: str, batch: int, height: int, width: int, device
             xy = torch.rand(n, 2, generator=gen) * torch.tensor([width / 2, height / 2])
             wh = (torch.rand(n, 2, generator=gen) * 0.4 + 0.1) * torch.tensor([width, height])
             boxes = torch.cat([xy, xy + wh], dim=1)
+            boxes[0] = torch.tensor([0.0, 0.0, width, height])  # overlaps every proposal (FIXED_HEAD_WORKLOAD)
             masks = torch.zeros(n, height, width, dtype=torch.bool)
             for mask, (x0, y0, x1, y1) in zip(masks, boxes.round().long().tolist()):
                 mask[y0:y1, x0:x1] = True
