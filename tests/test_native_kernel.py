@@ -130,18 +130,6 @@ def test_auto_impl_picks_native_on_cpu_float_and_fast_elsewhere():
         PASA(16, impl="native")(torch.randn(1, 16, 8, 8, dtype=torch.bfloat16))
 
 
-def test_eval_batchnorm_folded_into_the_convolution_equals_applying_it():
-    m = PASA(16).eval()
-    with torch.no_grad():
-        m.norm.running_mean.uniform_(-1, 1)
-        m.norm.running_var.uniform_(0.5, 2)
-        m.norm.weight.uniform_(0.5, 2)
-        m.norm.bias.uniform_(-1, 1)
-    x = torch.randn(2, 16, 20, 24)
-    expected = m.norm(conv2d_same(x, m.conv.weight, None, 2, "reflect"))
-    torch.testing.assert_close(m.filter_logits(x), expected, rtol=1e-5, atol=1e-5)
-
-
 def test_conv_same_border_path_with_channels_last_input():
     x = torch.randn(2, 8, 64, 80).to(memory_format=torch.channels_last).requires_grad_()
     weight = torch.randn(16, 8, 3, 3, requires_grad=True)

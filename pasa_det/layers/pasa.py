@@ -210,18 +210,10 @@ class PASA(nn.Module):
 
     def filter_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The normalised filter logits at the kept positions, (N, G*k*k, H_out, W_out).
-        An eval-mode BatchNorm is folded into the convolution (one pass fewer)."""
-        norm = self.norm
-        if isinstance(norm, nn.modules.batchnorm._BatchNorm) and not norm.training and norm.track_running_stats:
-            scale = torch.rsqrt(norm.running_var + norm.eps)
-            if norm.weight is not None:
-                scale = scale * norm.weight
-            shift = -norm.running_mean * scale
-            if norm.bias is not None:
-                shift = shift + norm.bias
-            weight = self.conv.weight * scale.to(self.conv.weight.dtype).view(-1, 1, 1, 1)
-            return conv2d_same(x, weight, shift.to(weight.dtype), self.stride, self.pad_mode)
-        return norm(conv2d_same(x, self.conv.weight, None, self.stride, self.pad_mode))
+
+        The norm is not folded into the convolution in eval: a new weight tensor
+        per call costs oneDNN a weight reorder that takes longer than the norm."""
+        return self.norm(conv2d_same(x, self.conv.weight, None, self.stride, self.pad_mode))
 
     def filter_weights(self, x: torch.Tensor) -> torch.Tensor:
         """The predicted filters at the kept positions, (N, G, k*k, H_out, W_out),
