@@ -65,7 +65,7 @@ class _ConvSame(torch.autograd.Function):
     """Forward: zero-padded convolution, then the border outputs overwritten by
     a matrix product over their gathered (padded) windows. Backward routes each
     output's gradient to whichever of the two produced it; the windows'
-    gradients go back with one `index_add_`."""
+    gradients go back with one `scatter_add_`."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride: int, pad_mode: str):
@@ -127,7 +127,7 @@ def conv2d_same(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
         return F.conv2d(x, weight, bias, stride, padding=pad)
     _, pixels = _border_patches(*x.shape[-2:], weight.shape[-1], stride, pad_mode, str(x.device))
     # A small map, mostly border, is cheaper to copy: on the CPU, padding a pixel
-    # costs about as much as gathering and multiplying half a window pixel.
+    # costs about half as much as gathering and multiplying one window pixel.
     # Traced (fvcore's FLOP count), the plain ops show the convolution's cost.
     if 2 * len(pixels) > x.shape[-2] * x.shape[-1] or torch.jit.is_tracing():
         return F.conv2d(pad_same(x, pad, pad_mode), weight, bias, stride)
