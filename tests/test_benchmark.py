@@ -66,14 +66,14 @@ def test_untrained_mask_rcnn_heads_do_a_fixed_amount_of_work():
 
     inputs = synthetic_inputs("mask_rcnn_R_50_FPN", 2, 64, 96, "cpu")
     model = build("mask_rcnn_R_50_FPN", "pasa", "cpu", 64, 96)
-    cfg_heads = model.roi_heads
+    heads = model.roi_heads
     with torch.no_grad():
         outputs = model.eval()(inputs)
-    assert [len(o["instances"]) for o in outputs] == [cfg_heads.box_predictor.test_topk_per_image] * 2
+    assert [len(o["instances"]) for o in outputs] == [heads.box_predictor.test_topk_per_image] * 2
     with EventStorage() as storage:
         model.train()(inputs)
         fg = storage.latest()["roi_head/num_fg_samples"][0]
-    assert fg == cfg_heads.positive_fraction * cfg_heads.batch_size_per_image
+    assert fg == heads.positive_fraction * heads.batch_size_per_image
 
 
 def test_synthetic_inputs():

@@ -131,19 +131,27 @@ def _variants(x: torch.Tensor, kernel_size: int, group: int, train: bool) -> Dic
 
         return step if train else infer
 
-    if not train:
-        with torch.no_grad():
-            got, expected = pasa(x), ops["published"](x)
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(pasa_torch(x), expected, rtol=1e-4, atol=1e-4)
     return {name: run(name) for name in ops}
+
+
+def _check_outputs_equal(x: torch.Tensor, kernel_size: int, group: int) -> None:
+    """Both PASA implementations give the published formulation's eval output."""
+    channels = x.shape[1]
+    pasa = PASA(channels, kernel_size, stride=2, group=group).to(x.device).eval()
+    pasa_torch = PASA(channels, kernel_size, stride=2, group=group, impl="fast").to(x.device).eval()
+    pasa_torch.load_state_dict(pasa.state_dict())
+    with torch.no_grad():
+        expected = published_pasa(x, pasa.conv.weight, pasa.norm, kernel_size, 2, group)
+        torch.testing.assert_close(pasa(x), expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(pasa_torch(x), expected, rtol=1e-4, atol=1e-4)
 
 
 def time_site(shape, kernel_size: int, group: int, repeats: int, device="cpu", seed: int = 0) -> dict:
     """Eval-forward and train-forward+backward median times of every variant
-    at one input shape."""
+    at one input shape, after checking the outputs equal."""
     torch.manual_seed(seed)
     x = torch.randn(*shape, device=device)
+    _check_outputs_equal(x, kernel_size, group)
     result = {}
     for mode, train in (("eval", False), ("train", True)):
         times = interleaved_medians(_variants(x, kernel_size, group, train), repeats, device)
