@@ -52,7 +52,14 @@ def add_pasa_config(cfg: CN) -> CN:
     cfg.MODEL.WEIGHTS_TRUST_PICKLE = False
     # Training: log and replace an image that cannot be read (evaluation always raises).
     cfg.DATALOADER.SKIP_BAD_IMAGES = True
+
+    # With SOLVER.AMP.ENABLED: the autocast dtype, "float16" (loss scaling, as detectron2)
+    # or "bfloat16" (float32's range, no scaling); on the GPU or the CPU.
+    cfg.SOLVER.AMP.PRECISION = "float16"
     return cfg
+
+
+AMP_PRECISIONS = ("float16", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -131,6 +138,10 @@ def load_config(config_file: str, opts=()) -> CN:
         check_antialias_config(cfg)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if cfg.SOLVER.AMP.PRECISION not in AMP_PRECISIONS:
+        raise ConfigError(
+            f"SOLVER.AMP.PRECISION is {cfg.SOLVER.AMP.PRECISION!r}; use one of {', '.join(AMP_PRECISIONS)}"
+        )
     if cfg.MODEL.DEVICE != "cpu" and not torch.cuda.is_available():
         logging.getLogger(__name__).warning(f"MODEL.DEVICE {cfg.MODEL.DEVICE!r} but no GPU is available: using the CPU")
         cfg.MODEL.DEVICE = "cpu"

@@ -103,6 +103,7 @@ def test_pasa_half_precision_close_to_float32(dtype, atol):
         expected = m(x)
         with torch.autocast("cpu", dtype=dtype):
             autocast_out = m(x)
+            assert m(x.to(dtype)).dtype == dtype  # CPU autocast pads in float32; PASA keeps the input's dtype
         half_out = m.to(dtype)(x.to(dtype))
     assert half_out.dtype == dtype
     for out in (autocast_out, half_out):

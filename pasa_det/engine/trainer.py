@@ -4,6 +4,7 @@ import logging
 import os
 import signal
 import threading
+import time
 
 import detectron2.engine.defaults as detectron2_defaults
 import torch
@@ -15,7 +16,7 @@ from detectron2.data import (
     build_detection_test_loader,
 )
 from detectron2.data import transforms as T
-from detectron2.engine import DefaultTrainer, HookBase, SimpleTrainer, default_setup
+from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, SimpleTrainer, default_setup
 from detectron2.utils.env import seed_all_rng
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.projects.deeplab import build_lr_scheduler
@@ -40,6 +41,40 @@ def create_ddp_model(model, **kwargs):
 
 
 detectron2_defaults.create_ddp_model = create_ddp_model
+
+
+class MixedPrecisionTrainer(AMPTrainer):
+    """The AMPTrainer that DefaultTrainer builds for SOLVER.AMP.ENABLED, autocasting to
+    SOLVER.AMP.PRECISION on the model's device (detectron2 0.6's is float16 on CUDA only).
+    float16 scales the loss against underflow; bfloat16 has float32's range and needs none."""
+
+    def __init__(self, model, data_loader, optimizer, precision: str = "float16"):
+        self.device_type = next(model.parameters()).device.type
+        super().__init__(model, data_loader, optimizer, grad_scaler=torch.amp.GradScaler(self.device_type))
+        self.set_precision(precision)
+
+    def set_precision(self, precision: str) -> None:
+        self.dtype = getattr(torch, precision)
+        self.grad_scaler = torch.amp.GradScaler(self.device_type, enabled=self.dtype == torch.float16)
+
+    def run_step(self):
+        assert self.model.training, "[MixedPrecisionTrainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            loss_dict = self.model(data)
+            if isinstance(loss_dict, torch.Tensor):
+                loss_dict = {"total_loss": loss_dict}
+            losses = sum(loss_dict.values())
+        self.optimizer.zero_grad()
+        self.grad_scaler.scale(losses).backward()
+        self._write_metrics(loss_dict, data_time)
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+
+
+detectron2_defaults.AMPTrainer = MixedPrecisionTrainer
 
 
 def semantic_train_augmentations(cfg):
@@ -138,6 +173,8 @@ class Trainer(DefaultTrainer):
 
     def __init__(self, cfg):
         super().__init__(cfg)
+        if cfg.SOLVER.AMP.ENABLED:
+            self._trainer.set_precision(cfg.SOLVER.AMP.PRECISION)
         # Checked before optimizer.step, so a non-finite loss never reaches the weights.
         self._trainer._write_metrics = self._write_finite_metrics
 

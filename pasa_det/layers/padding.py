@@ -23,12 +23,13 @@ def effective_pad_mode(x: torch.Tensor, pad: int, pad_mode: str) -> str:
 
 
 def pad_same(x: torch.Tensor, pad: int, pad_mode: str) -> torch.Tensor:
-    """Pad both spatial dims by `pad` on every side."""
+    """Pad both spatial dims by `pad` on every side, keeping x's dtype (CPU autocast
+    pads reflect and replicate in float32)."""
     if pad == 0:
         return x
     if pad_mode == "zeros":
         return F.pad(x, (pad,) * 4)
-    return F.pad(x, (pad,) * 4, mode=effective_pad_mode(x, pad, pad_mode))
+    return F.pad(x, (pad,) * 4, mode=effective_pad_mode(x, pad, pad_mode)).to(x.dtype)
 
 
 def _padded_index(size: int, pad: int, pad_mode: str) -> torch.Tensor:

@@ -4,6 +4,7 @@
 Variants are timed interleaved (one run of each per round, medians over rounds)
 so that load from other processes hits them alike; report ratios, not times.
 """
+import contextlib
 import ctypes
 import math
 import re
@@ -134,13 +135,25 @@ def _variants(x: torch.Tensor, kernel_size: int, group: int, train: bool) -> Dic
     return {name: run(name) for name in ops}
 
 
+@contextlib.contextmanager
+def full_float32_precision():
+    """TF32 off (CUDA's default for convolutions rounds their inputs to 10 mantissa
+    bits), so that a comparison sees the formulations and not that rounding."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def _check_outputs_equal(x: torch.Tensor, kernel_size: int, group: int) -> None:
     """Both PASA implementations give the published formulation's eval output."""
     channels = x.shape[1]
     pasa = PASA(channels, kernel_size, stride=2, group=group).to(x.device).eval()
     pasa_torch = PASA(channels, kernel_size, stride=2, group=group, impl="fast").to(x.device).eval()
     pasa_torch.load_state_dict(pasa.state_dict())
-    with torch.no_grad():
+    with torch.no_grad(), full_float32_precision():
         expected = published_pasa(x, pasa.conv.weight, pasa.norm, kernel_size, 2, group)
         torch.testing.assert_close(pasa(x), expected, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(pasa_torch(x), expected, rtol=1e-4, atol=1e-4)
