@@ -121,16 +121,20 @@ def conv2d_same(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     padded copy of `x`: the convolution zero-pads, then the outputs whose
     window reaches the border are recomputed from their gathered windows. On
     large maps the copy and its backward cost up to half the convolution's
-    time on the CPU; small maps, whose windows are mostly border, are copied."""
+    time on the CPU; small maps, whose windows are mostly border, are copied.
+    On the GPU, where the copy costs less than the extra kernel launches, the
+    input is always padded."""
     pad = weight.shape[-1] // 2
     pad_mode = effective_pad_mode(x, pad, pad_mode)
     if pad == 0 or pad_mode == "zeros":
         return F.conv2d(x, weight, bias, stride, padding=pad)
-    _, pixels = _border_patches(*x.shape[-2:], weight.shape[-1], stride, pad_mode, str(x.device))
     # A small map, mostly border, is cheaper to copy: on the CPU, padding a pixel
     # costs about half as much as gathering and multiplying one window pixel.
     # Traced (fvcore's FLOP count), the plain ops show the convolution's cost.
-    if 2 * len(pixels) > x.shape[-2] * x.shape[-1] or torch.jit.is_tracing():
+    if x.device.type != "cpu" or torch.jit.is_tracing() or (
+        2 * len(_border_patches(*x.shape[-2:], weight.shape[-1], stride, pad_mode, str(x.device))[1])
+        > x.shape[-2] * x.shape[-1]
+    ):
         return F.conv2d(pad_same(x, pad, pad_mode), weight, bias, stride)
     device = x.device.type
     if not (torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)):

@@ -4,6 +4,7 @@ from typing import Callable, Union
 import torch
 from torch import nn
 
+from . import pasa_triton
 from .padding import PAD_MODES, check_pad_mode, conv2d_same, effective_pad_mode, pad_same
 
 try:  # the C++ kernel, built by `pip install -e .` (`make setup`)
@@ -33,8 +34,9 @@ def make_norm(norm: NormSpec, channels: int) -> nn.Module:
     raise ValueError(f"norm must be '', 'BN' or a callable(channels) -> nn.Module, got {norm!r}")
 
 
-IMPLS = ("auto", "native", "fast", "plain")
+IMPLS = ("auto", "native", "triton", "fast", "plain")
 NATIVE_DTYPES = (torch.float32, torch.float64)
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def native_available() -> bool:
@@ -119,29 +121,32 @@ def plain_weighted_subsample(x_padded, weights, kernel_size: int, stride: int) -
 
 
 class FusedSoftmaxSubsample(torch.autograd.Function):
-    """The C++ kernel: normalises the filter logits and takes the weighted,
-    subsampled sum in one pass, reading the unpadded input through index
-    tables that apply the padding (CPU, float32/float64).
+    """A fused kernel: normalises the filter logits and takes the weighted,
+    subsampled sum in one pass, reading the unpadded input through the
+    padding's indices. `kernels` is the C++ one (`_C`: CPU, float32/float64)
+    or the Triton one (`pasa_triton`: CUDA); both keep the filters for backward.
 
-    Args: x (N, C, H, W); logits (N, G*k*k, H_out, W_out) of x's dtype; the
-    softmax runs over all G*k*k channels (`joint`) or each group's k*k taps.
+    Args: x (N, C, H, W); logits (N, G*k*k, H_out, W_out); the softmax runs
+    over all G*k*k channels (`joint`) or each group's k*k taps.
     """
 
     @staticmethod
-    def forward(ctx, x, logits, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: str):
+    def forward(ctx, x, logits, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: str, kernels=None):
+        kernels = kernels or _C
         mode = PAD_MODES.index(pad_mode)
         keep = any(ctx.needs_input_grad[:2])  # the filters are only kept for backward
-        out, weights = _C.pasa_forward(x, logits, kernel_size, stride, group, joint, mode, keep)
+        out, weights = kernels.pasa_forward(x, logits, kernel_size, stride, group, joint, mode, keep)
         ctx.save_for_backward(x, weights)
         ctx.args = (kernel_size, stride, group, joint, mode)
+        ctx.kernels, ctx.logits_dtype = kernels, logits.dtype
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         x, weights = ctx.saved_tensors
-        grad_x, grad_logits = _C.pasa_backward(grad_out, x, weights, *ctx.args)
-        return grad_x, grad_logits, None, None, None, None, None
+        grad_x, grad_logits = ctx.kernels.pasa_backward(grad_out, x, weights, *ctx.args)
+        return grad_x, grad_logits.to(ctx.logits_dtype), None, None, None, None, None, None
 
 
 class PASA(nn.Module):
@@ -165,11 +170,13 @@ class PASA(nn.Module):
         softmax: "joint" normalises all G*k*k logits at a position together,
             as the published code and weights do; "group" normalises each
             group's k*k taps, so every filter sums to one.
-        impl: "native" (`FusedSoftmaxSubsample`, the C++ kernel: CPU,
-            float32/64), "fast" (`WeightedSubsample`: torch ops accumulated in
-            place, with a hand-written backward; any device and dtype), "plain"
-            (the same sum as autograd ops), or "auto": native where it applies
-            and is built, else fast. All agree to rounding.
+        impl: "native" (`FusedSoftmaxSubsample` with the C++ kernel: CPU,
+            float32/64), "triton" (the same with the Triton kernel: CUDA,
+            float32/16, bfloat16), "fast" (`WeightedSubsample`: torch ops
+            accumulated in place, with a hand-written backward; any device and
+            dtype), "plain" (the same sum as autograd ops), or "auto": native on
+            the CPU, triton on CUDA for k=3, where each applies and is
+            installed, else fast. All agree to rounding.
     """
 
     def __init__(
@@ -193,6 +200,8 @@ class PASA(nn.Module):
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
         if impl == "native" and not native_available():
             raise ValueError("impl='native' needs the C++ kernel pasa_det._C: build it with `make setup`")
+        if impl == "triton" and not pasa_triton.triton_available():
+            raise ValueError("impl='triton' needs the triton package (pip install triton)")
         self.in_channels = in_channels
         self.kernel_size = kernel_size
         self.stride = stride
@@ -231,19 +240,35 @@ class PASA(nn.Module):
     def resolved_impl(self, x: torch.Tensor) -> str:
         """The implementation that runs on `x`."""
         native_fits = x.device.type == "cpu" and x.dtype in NATIVE_DTYPES
+        triton_fits = (x.is_cuda or pasa_triton.interpreting()) and x.dtype in TRITON_DTYPES
         if self.impl == "native" and not native_fits:
             raise ValueError(f"impl='native' runs on float32/float64 CPU tensors, got {x.dtype} on {x.device}")
-        if self.impl == "auto":  # traced (fvcore's FLOP count): the torch ops its handles know
-            return "native" if native_fits and native_available() and not torch.jit.is_tracing() else "fast"
-        return self.impl
+        if self.impl == "triton" and not triton_fits:
+            raise ValueError(f"impl='triton' runs on float32/16 and bfloat16 CUDA tensors, got {x.dtype} on {x.device}")
+        if self.impl != "auto":
+            return self.impl
+        if torch.jit.is_tracing():  # fvcore's FLOP count: the torch ops its handles know
+            return "fast"
+        if native_fits and native_available():
+            return "native"
+        # On an H200 the Triton kernel beat the torch path at k=3 but not at k=5, where
+        # the joint softmax's block of G*25 logit rows outgrows the registers.
+        if x.is_cuda and triton_fits and pasa_triton.triton_available() and self.kernel_size == 3:
+            return "triton"
+        return "fast"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         impl = self.resolved_impl(x)
-        if impl == "native":
-            logits = self.filter_logits(x).to(x.dtype)
+        if impl in ("native", "triton"):
+            logits = self.filter_logits(x)
+            kernels = _C if impl == "native" else pasa_triton
+            if impl == "native":
+                logits = logits.to(x.dtype)
             pad_mode = effective_pad_mode(x, self.kernel_size // 2, self.pad_mode)
             joint = self.softmax == "joint"
-            return FusedSoftmaxSubsample.apply(x, logits, self.kernel_size, self.stride, self.group, joint, pad_mode)
+            return FusedSoftmaxSubsample.apply(
+                x, logits, self.kernel_size, self.stride, self.group, joint, pad_mode, kernels
+            )
         weights = self.filter_weights(x)
         x_padded = pad_same(x, self.kernel_size // 2, self.pad_mode)
         if impl == "fast":
