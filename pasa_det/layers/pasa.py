@@ -261,9 +261,10 @@ class PASA(nn.Module):
         impl = self.resolved_impl(x)
         if impl in ("native", "triton"):
             logits = self.filter_logits(x)
-            kernels = _C if impl == "native" else pasa_triton
-            if impl == "native":
-                logits = logits.to(x.dtype)
+            if impl == "native":  # the C++ kernel takes logits of x's dtype; Triton's converts
+                logits, kernels = logits.to(x.dtype), _C
+            else:
+                kernels = pasa_triton
             pad_mode = effective_pad_mode(x, self.kernel_size // 2, self.pad_mode)
             joint = self.softmax == "joint"
             return FusedSoftmaxSubsample.apply(
