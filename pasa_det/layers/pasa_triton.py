@@ -114,7 +114,7 @@ if triton is not None:
     def _backward_kernel(
         grad_y_ptr, x_ptr, w_ptr, grad_x_ptr, grad_w_ptr, C, H, W, Ho, Wo, CPG,
         GROUP: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, PAD_MODE: tl.constexpr,
-        NEED_X: tl.constexpr, NEED_W: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+        BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
     ):
         KK: tl.constexpr = K * K
         P = Ho * Wo
@@ -133,18 +133,17 @@ if triton is not None:
                 c = c0 + tl.arange(0, BLOCK_C)
                 ok = (c < (g + 1) * CPG)[:, None] & (p_ok & y_ok & x_ok)[None, :]
                 gy = tl.load(grad_y + c[:, None] * P + p[None, :], mask=ok, other=0.0).to(tl.float32)
-                if NEED_X:
-                    tl.atomic_add(grad_x + c[:, None] * H * W + source[None, :], weight[None, :] * gy, mask=ok)
-                if NEED_W:
-                    value = tl.load(x + c[:, None] * H * W + source[None, :], mask=ok, other=0.0)
-                    grad_weight += tl.sum(gy * value.to(tl.float32), axis=0)
-            if NEED_W:
-                tl.store(grad_w_ptr + (n * GROUP + g) * KK * P + t * P + p, grad_weight, mask=p_ok)
+                tl.atomic_add(grad_x + c[:, None] * H * W + source[None, :], weight[None, :] * gy, mask=ok)
+                value = tl.load(x + c[:, None] * H * W + source[None, :], mask=ok, other=0.0)
+                grad_weight += tl.sum(gy * value.to(tl.float32), axis=0)
+            tl.store(grad_w_ptr + (n * GROUP + g) * KK * P + t * P + p, grad_weight, mask=p_ok)
 
 
-def _grid_and_blocks(n: int, group: int, out_pixels: int, cpg: int):
-    grid = (triton.cdiv(out_pixels, BLOCK_P), n * group)
-    return grid, min(MAX_BLOCK_C, triton.next_power_of_2(cpg))
+def _launch(x: torch.Tensor, group: int, out_pixels: int):
+    """The grid (pixel blocks, images x groups), channels per group and channel block."""
+    cpg = x.shape[1] // group
+    grid = (triton.cdiv(out_pixels, BLOCK_P), x.shape[0] * group)
+    return grid, cpg, min(MAX_BLOCK_C, triton.next_power_of_2(cpg))
 
 
 def pasa_forward(x, logits, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: int, keep: bool):
@@ -152,10 +151,9 @@ def pasa_forward(x, logits, kernel_size: int, stride: int, group: int, joint: bo
     x, logits = x.contiguous(), logits.contiguous()
     n, c, h, w = x.shape
     out_h, out_w = logits.shape[-2:]
-    cpg = c // group
     y = x.new_empty(n, c, out_h, out_w)
     weights = torch.empty(n, group, kernel_size**2, out_h, out_w, device=x.device) if keep else None
-    grid, block_c = _grid_and_blocks(n, group, out_h * out_w, cpg)
+    grid, cpg, block_c = _launch(x, group, out_h * out_w)
     rows = group * kernel_size**2 if joint else kernel_size**2
     _forward_kernel[grid](
         x, logits, y, weights if keep else y, c, h, w, out_h, out_w, cpg,
@@ -165,25 +163,19 @@ def pasa_forward(x, logits, kernel_size: int, stride: int, group: int, joint: bo
     return y, weights
 
 
-def pasa_backward(grad_y, x, weights, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: int,
-                  need_x: bool = True, need_logits: bool = True):
-    """Triton counterpart of `_C.pasa_backward`: (grad_x, grad_logits), None where not needed."""
+def pasa_backward(grad_y, x, weights, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: int):
+    """Triton counterpart of `_C.pasa_backward`: (grad_x, grad_logits)."""
     grad_y, x = grad_y.contiguous(), x.contiguous()
-    n, c, h, w = x.shape
+    _, c, h, w = x.shape
     out_h, out_w = grad_y.shape[-2:]
-    cpg = c // group
-    grad_x = torch.zeros(x.shape, device=x.device, dtype=torch.float32) if need_x else None
-    grad_w = torch.empty_like(weights) if need_logits else None
-    grid, block_c = _grid_and_blocks(n, group, out_h * out_w, cpg)
+    grad_x = torch.zeros(x.shape, device=x.device, dtype=torch.float32)
+    grad_w = torch.empty_like(weights)
+    grid, cpg, block_c = _launch(x, group, out_h * out_w)
     _backward_kernel[grid](
-        grad_y, x, weights, grad_x if need_x else weights, grad_w if need_logits else weights,
-        c, h, w, out_h, out_w, cpg,
-        GROUP=group, K=kernel_size, STRIDE=stride, PAD_MODE=pad_mode, NEED_X=need_x, NEED_W=need_logits,
-        BLOCK_P=BLOCK_P, BLOCK_C=block_c,
+        grad_y, x, weights, grad_x, grad_w, c, h, w, out_h, out_w, cpg,
+        GROUP=group, K=kernel_size, STRIDE=stride, PAD_MODE=pad_mode, BLOCK_P=BLOCK_P, BLOCK_C=block_c,
     )
-    grad_logits = None
-    if need_logits:  # softmax backward over the taps it normalised
-        dims = (1, 2) if joint else (2,)
-        grad_logits = weights * (grad_w - (weights * grad_w).sum(dim=dims, keepdim=True))
-        grad_logits = grad_logits.flatten(1, 2)
-    return (grad_x.to(x.dtype) if need_x else None), grad_logits
+    # Softmax backward, over the taps it normalised.
+    dims = (1, 2) if joint else (2,)
+    grad_logits = (weights * (grad_w - (weights * grad_w).sum(dim=dims, keepdim=True))).flatten(1, 2)
+    return grad_x.to(x.dtype), grad_logits
