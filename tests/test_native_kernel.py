@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from pasa_det.layers import PASA
 from pasa_det.layers.padding import _ConvSame, conv2d_same, pad_same
-from pasa_det.layers.pasa import FusedSoftmaxSubsample, native_available, plain_weighted_subsample
+from pasa_det.layers.pasa import _C, FusedSoftmaxSubsample, native_available, plain_weighted_subsample
 
 
 def test_native_kernel_is_built():
@@ -91,7 +91,7 @@ def test_fused_softmax_subsample_matches_torch_and_gradchecks(shape, kernel_size
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     out_hw = [(s - 1) // stride + 1 for s in shape[-2:]]
     logits = torch.randn(shape[0], group * kernel_size**2, *out_hw, dtype=torch.float64, requires_grad=True)
-    args = (kernel_size, stride, group, joint, pad_mode)
+    args = (kernel_size, stride, group, joint, pad_mode, _C)
     got = FusedSoftmaxSubsample.apply(x, logits, *args)
     weights = _reference_weights(logits, group, kernel_size, joint)
     expected = plain_weighted_subsample(pad_same(x, kernel_size // 2, pad_mode), weights, kernel_size, stride)
@@ -105,7 +105,7 @@ def test_fused_float32_softmax_is_accurate_on_large_logits():
     """The kernel's float32 exp is a polynomial: check it over a wide logit range."""
     x = torch.randn(1, 8, 16, 16)
     logits = torch.randn(1, 72, 8, 8) * 30
-    got = FusedSoftmaxSubsample.apply(x, logits, 3, 2, 8, True, "reflect")
+    got = FusedSoftmaxSubsample.apply(x, logits, 3, 2, 8, True, "reflect", _C)
     weights = _reference_weights(logits.double(), 8, 3, True)
     expected = plain_weighted_subsample(pad_same(x.double(), 1, "reflect"), weights, 3, 2)
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)

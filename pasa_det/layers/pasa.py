@@ -131,8 +131,7 @@ class FusedSoftmaxSubsample(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, logits, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: str, kernels=None):
-        kernels = kernels or _C
+    def forward(ctx, x, logits, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: str, kernels):
         mode = PAD_MODES.index(pad_mode)
         keep = any(ctx.needs_input_grad[:2])  # the filters are only kept for backward
         out, weights = kernels.pasa_forward(x, logits, kernel_size, stride, group, joint, mode, keep)
