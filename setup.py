@@ -40,8 +40,9 @@ setup(
     install_requires=["torch>=1.10", "torchvision>=0.11", "numpy", "opencv-python-headless"],
     extras_require={
         # Cityscapes label preparation and instance AP (detectron2 imports it lazily).
-        "cityscapes": ["cityscapesscripts"],
-        "test": ["pytest>=7", "hypothesis", "cityscapesscripts"],
-        "dev": ["pytest>=7", "cityscapesscripts", "ruff"],
+        # cityscapesscripts 2.3.0, the latest, calls np.in1d, which NumPy 2.4 removed.
+        "cityscapes": ["cityscapesscripts", "numpy<2.4"],
+        "test": ["pytest>=7", "hypothesis", "cityscapesscripts", "numpy<2.4"],
+        "dev": ["pytest>=7", "cityscapesscripts", "numpy<2.4", "ruff"],
     },
 )

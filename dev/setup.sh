@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set-up behind `make setup`: torch, detectron2 and pasa_det (editable, with test extras)
-# into the environment of the given Python (default: .venv/bin/python, created if missing).
-# An importable torch or detectron2 is kept; safe and fast to run again.
+# into the environment of the given Python (default: .venv/bin/python; a venv given by a
+# relative path such as .venv-detectron2-main/bin/python is created if missing).
+# An importable torch is kept, and so is an importable detectron2 unless DETECTRON2_SOURCE
+# names where to build it from (dev/build_detectron2.py); safe and fast to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
@@ -9,10 +11,15 @@ PY=${1:-.venv/bin/python}
 fail() { echo "setup failed: $*" >&2; exit 1; }
 pip_install() { "$PY" -m pip install --disable-pip-version-check "$@"; }
 
-if [ "$PY" = ".venv/bin/python" ] && [ ! -x "$PY" ]; then
-  echo "== creating .venv"
-  python3 -m venv .venv || fail "could not create .venv with python3 -m venv (on Debian: apt-get install python3-venv)"
-fi
+case "$PY" in
+  /*) ;;
+  */bin/python)
+    if [ ! -x "$PY" ]; then
+      venv=${PY%/bin/python}
+      echo "== creating $venv"
+      python3 -m venv "$venv" || fail "could not create $venv with python3 -m venv (on Debian: apt-get install python3-venv)"
+    fi ;;
+esac
 "$PY" -c "import sys; assert sys.version_info >= (3, 8)" 2>/dev/null \
   || fail "PYTHON=$PY is not a runnable Python >= 3.8"
 
@@ -22,7 +29,7 @@ if ! "$PY" -c "import torch, torchvision" 2>/dev/null; then
     || fail "could not install torch; install torch and torchvision into $PY's environment yourself and rerun"
 fi
 
-if ! "$PY" -c "import detectron2" 2>/dev/null; then
+if [ -n "${DETECTRON2_SOURCE:-}" ] || ! "$PY" -c "import detectron2" 2>/dev/null; then
   "$PY" dev/build_detectron2.py
 fi
 

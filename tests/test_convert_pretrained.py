@@ -8,14 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 from torch import nn
 
 from pasa_det import add_pasa_config
-from pasa_det.checkpoint import CheckpointFormatError, convert_resnet, load_source, save_detectron2_checkpoint
+from pasa_det.checkpoint import CheckpointFormatError, SafeCheckpointer, convert_resnet, load_source, save_detectron2_checkpoint
 from pasa_det.layers import binomial_kernel
 from pasa_det.modeling import build_resnet_pasa_backbone
 from reference_pasa import PublishedPASA, randomize_norms_
@@ -95,9 +94,18 @@ def backbone_cfg(aa_type, depth, **antialias):
     return cfg
 
 
+class ReportingCheckpointer(SafeCheckpointer):
+    """The loader MODEL.WEIGHTS goes through, keeping its report of incompatible keys."""
+
+    def _load_model(self, checkpoint):
+        self.report = super()._load_model(checkpoint)
+        return self.report
+
+
 def load_with_report(model, path):
-    checkpointer = DetectionCheckpointer(model)
-    return checkpointer._load_model(checkpointer._load_file(path))
+    checkpointer = ReportingCheckpointer(model)
+    checkpointer.load(path)
+    return checkpointer.report
 
 
 def save_as_authors(model, path):

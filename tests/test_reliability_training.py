@@ -13,7 +13,7 @@ from detectron2.utils.env import seed_all_rng
 
 from pasa_det.config import load_config
 from pasa_det.engine import Trainer
-from pasa_det.engine.trainer import NonFiniteLossError, TrainingInterrupted
+from pasa_det.engine import NonFiniteLossError, TrainingInterrupted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml")

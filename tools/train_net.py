@@ -10,7 +10,8 @@ process group comes from torchrun's environment.
 
 Bad configs, datasets and checkpoints end the run with a one-line "error: …". SIGINT or
 SIGTERM during training saves a checkpoint after the current iteration and exits with
-128 + the signal number; --resume continues from it.
+128 + the signal number; --resume continues from it. When one process of a multi-process
+run fails, the others are stopped and the error of each failed rank is printed.
 """
 import sys
 
@@ -21,8 +22,7 @@ from detectron2.utils import comm
 from pasa_det.checkpoint import CheckpointError, SafeCheckpointer
 from pasa_det.config import ConfigError
 from pasa_det.data.checks import DatasetError
-from pasa_det.engine import Trainer, launch, setup_cfg
-from pasa_det.engine.trainer import NonFiniteLossError, TrainingInterrupted
+from pasa_det.engine import JobFailed, NonFiniteLossError, Trainer, TrainingInterrupted, launch, setup_cfg
 
 
 def main(args):
@@ -31,7 +31,8 @@ def main(args):
     except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError) as e:
         sys.exit(f"error: {e}")
     except TrainingInterrupted as e:
-        print(e, file=sys.stderr)
+        if comm.is_main_process():
+            print(e, file=sys.stderr)
         sys.exit(128 + e.signum)
 
 
@@ -52,11 +53,15 @@ def run(args):
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except JobFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)

@@ -117,6 +117,10 @@ class SafeCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint):
         incompatible = super()._load_model(checkpoint)
+        # BN step counters change no output here (detectron2's norms use a fixed momentum).
+        # Checkpoints made for 0.6's FrozenBatchNorm2d (and converted ones) carry none, while
+        # detectron2 main keeps a BN's counter when it freezes it: not worth a warning.
+        incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if not k.endswith(".num_batches_tracked")]
         if self.allow_partial:
             return incompatible
         if incompatible.incorrect_shapes:

@@ -95,3 +95,15 @@ class PositionSeededDataset(Dataset):
                 return mapped
             index = fallback.randrange(len(self.dicts))
         raise RuntimeError("the mapper dropped (or could not read) every sample of the training set")
+
+
+class ResumableLoader:
+    """Training batches from `loader`, whose stream starts at `sampler.start` as read
+    when the first batch is asked for, not when `iter()` is called: detectron2 0.6's
+    trainer calls `iter()` as it is built, before --resume sets the position."""
+
+    def __init__(self, loader, sampler: ResumableTrainingSampler):
+        self.loader, self.sampler = loader, sampler
+
+    def __iter__(self):
+        yield from self.loader

@@ -154,7 +154,8 @@ def write_semantic_split(root: str, split: str, num_images: int, seed: int, heig
             pixels, instances = render_image(rng, height, width)
             train_ids = np.zeros((height, width), dtype=np.uint8)
             label_ids = np.zeros((height, width), dtype=np.uint8)
-            instance_ids = np.zeros((height, width), dtype=np.int32)
+            # label id × 1000 + instance (< 34,000) fits 16 bits; Pillow >= 10 cannot write 32-bit PNGs.
+            instance_ids = np.zeros((height, width), dtype=np.uint16)
             for number, (kind, mask) in enumerate(instances):
                 label_id = CITYSCAPES_LABEL_IDS[CLASSES[kind]]
                 train_ids[mask] = kind + 1

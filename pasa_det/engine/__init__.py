@@ -1,5 +1,6 @@
 """Training and process launching."""
-from .launch import launch
-from .trainer import Trainer, setup_cfg
+from .interrupt import TrainingInterrupted
+from .launch import JobFailed, launch
+from .trainer import NonFiniteLossError, Trainer, setup_cfg
 
-__all__ = ["Trainer", "launch", "setup_cfg"]
+__all__ = ["JobFailed", "NonFiniteLossError", "Trainer", "TrainingInterrupted", "launch", "setup_cfg"]

@@ -1,14 +1,48 @@
-"""Starting processes: detectron2's launcher for GPUs, plus what detectron2 0.6's
-cannot do: several CPU processes over gloo, and processes started by torchrun."""
+"""Starting the processes of a job, and ending all of them when one fails.
+
+detectron2's launcher waits on its workers with torch's join, which stops the others
+only once a failed worker has exited; a worker that hangs on its way out, or a survivor
+blocked in a collective, keeps the job alive until the process-group timeout (30 min).
+Here a failed worker reports its error and exits at once, the launcher stops the others
+within a bounded grace period (SIGTERM, then SIGKILL), names every rank that failed and
+why, and workers whose launcher is gone stop too. The same launcher starts CPU jobs
+(gloo; detectron2 0.6's launcher insists on CUDA) and GPU jobs (NCCL), and under torchrun
+joins the process group from its environment.
+"""
+import logging
 import os
+import signal
 import socket
 import sys
+import tempfile
+import threading
+import time
+import traceback
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from detectron2.engine import launch as detectron2_launch
 from detectron2.utils import comm
+
+from pasa_det.detectron2_versions import create_local_process_group
+
+# How long survivors get to exit on their own after one rank failed, and again after SIGTERM.
+GRACE_S = 10.0
+# detectron2's default: how long a collective may wait for its peers.
+COLLECTIVE_TIMEOUT = timedelta(minutes=30)
+_LAUNCHER_POLL_S = 1.0
+
+logger = logging.getLogger(__name__)
+
+
+class JobFailed(RuntimeError):
+    """A process of the job failed; the others were stopped. `exit_code` is what the
+    launching process should exit with."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def launched_by_torchrun() -> bool:
@@ -21,54 +55,176 @@ def _free_local_url() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
-def _set_local_process_group(world_size: int, local_size: int, machine_rank: int) -> None:
-    """detectron2's comm.get_local_rank() reads this group; every rank must create all of them."""
-    for machine in range(world_size // local_size):
-        group = dist.new_group(list(range(machine * local_size, (machine + 1) * local_size)))
-        if machine == machine_rank:
-            comm._LOCAL_PROCESS_GROUP = group
+def _stop_when_launcher_exits() -> None:
+    """A worker whose launcher is gone (killed, or died) would run on unsupervised:
+    send ourselves SIGTERM, which training answers with a checkpoint and a stop."""
+    launcher = os.getppid()
+
+    def watch():
+        while os.getppid() == launcher:
+            time.sleep(_LAUNCHER_POLL_S)
+        print(f"[rank {comm.get_rank()}] the launching process (pid {launcher}) is gone: stopping",
+              file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
 
 
-def _cpu_worker(local_rank, main_func, world_size, local_size, machine_rank, dist_url, args):
+def _outcome(error: BaseException):
+    """(exit code, one-line summary) of an exception that ends a worker."""
+    if isinstance(error, SystemExit):
+        if error.code is None or isinstance(error.code, int):
+            return error.code or 0, f"exited with code {error.code}"
+        return 1, str(error.code)  # sys.exit("message"): Python would print it and exit 1
+    if isinstance(error, KeyboardInterrupt):
+        return 128 + signal.SIGINT, "interrupted (KeyboardInterrupt)"
+    return 1, f"{type(error).__name__}: {error}"
+
+
+def _run_reporting_failure(main_func, args, error_file=None):
+    """Run `main_func(*args)`. If it fails, log the error, leave a one-line summary in
+    `error_file` for the launcher and leave at once: interpreter shutdown can hang on
+    threads or process groups that wait for peers which are gone."""
+    try:
+        main_func(*args)
+    except BaseException as e:  # noqa: BLE001 - every failure must end this process promptly
+        code, summary = _outcome(e)
+        if code == 0:
+            return
+        if not isinstance(e, (SystemExit, KeyboardInterrupt)):
+            traceback.print_exc()
+        summary = " ".join(summary.split())[:500]
+        print(f"[rank {comm.get_rank()}] {summary}", file=sys.stderr)
+        if error_file:
+            with open(error_file, "w") as f:
+                f.write(summary)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _worker(local_rank, main_func, world_size, local_size, machine_rank, dist_url, args, error_dir):
     rank = machine_rank * local_size + local_rank
-    dist.init_process_group("gloo", init_method=dist_url, world_size=world_size, rank=rank)
-    _set_local_process_group(world_size, local_size, machine_rank)
+    _stop_when_launcher_exits()
+    use_gpu = torch.cuda.is_available()
+    if use_gpu:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(
+        "nccl" if use_gpu else "gloo", init_method=dist_url, world_size=world_size, rank=rank,
+        timeout=COLLECTIVE_TIMEOUT,
+    )
+    create_local_process_group(local_size)
     comm.synchronize()
-    main_func(*args)
+    _run_reporting_failure(main_func, args, os.path.join(error_dir, f"rank{rank}.txt"))
+
+
+def _describe(rank: int, process, error_dir: str) -> str:
+    code = process.exitcode
+    try:
+        with open(os.path.join(error_dir, f"rank{rank}.txt")) as f:
+            return f"rank {rank} (pid {process.pid}) failed: {f.read()}"
+    except OSError:
+        pass
+    if code is not None and code < 0:
+        return f"rank {rank} (pid {process.pid}) was killed by {_signal_name(-code)}"
+    meaning = f" ({_signal_name(code - 128)})" if code is not None and code > 128 else ""
+    return f"rank {rank} (pid {process.pid}) exited with code {code}{meaning}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class _ForwardSignals:
+    """While the launcher waits: SIGINT/SIGTERM sent to it alone reach the workers too
+    (when sent to the whole process group, the workers ignore the repeat)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, processes):
+        self.processes, self.received, self._previous = processes, None, {}
+
+    def _forward(self, signum, frame):
+        self.received = signum
+        for p in self.processes:
+            if p.is_alive():
+                os.kill(p.pid, signum)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._forward) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+def _supervise(context, machine_rank: int, local_size: int, error_dir: str) -> None:
+    processes = context.processes
+    with _ForwardSignals(processes) as signals:
+        try:
+            while not context.join(timeout=_LAUNCHER_POLL_S, grace_period=GRACE_S):
+                pass
+            return
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:  # torch stopped the others
+            first = e.error_index
+    # The first failure first: the others' errors are often its consequences.
+    order = [first] + [i for i in range(len(processes)) if i != first]
+    failed = [(machine_rank * local_size + i, processes[i]) for i in order if processes[i].exitcode != 0]
+    codes = {p.exitcode for _, p in failed}
+    if signals.received is not None and codes <= {128 + signals.received, -signals.received}:
+        raise JobFailed(f"stopped by {signal.Signals(signals.received).name}", 128 + signals.received)
+    lines = [_describe(r, p, error_dir) for r, p in failed]
+    raise JobFailed("a process of the job failed and the others were stopped:\n  " + "\n  ".join(lines), 1)
 
 
 def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist_url=None, args=()):
-    """Run `main_func(*args)` in every process of the job.
+    """Run `main_func(*args)` in every process of the job (detectron2's launch signature).
 
-    - Under torchrun (multi-node rendezvous, SLURM wrappers): join the process
-      group from the environment, NCCL with GPUs and gloo without.
-    - Without GPUs and with more than one process: start `num_gpus_per_machine`
-      CPU processes per machine, talking over gloo.
-    - Otherwise detectron2's own launcher.
+    - Under torchrun (multi-node rendezvous, SLURM wrappers): join the process group from
+      the environment, NCCL with GPUs and gloo without.
+    - One process: call it here.
+    - Otherwise start `num_gpus_per_machine` processes on this machine (one per GPU, or
+      CPU processes over gloo without GPUs). If one fails, the others are stopped and
+      JobFailed names every failed rank and its error.
     """
     if launched_by_torchrun():
         local_rank, local_size = int(os.environ["LOCAL_RANK"]), int(os.environ["LOCAL_WORLD_SIZE"])
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        _set_local_process_group(dist.get_world_size(), local_size, dist.get_rank() // local_size)
+        _stop_when_launcher_exits()
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=COLLECTIVE_TIMEOUT)
+        create_local_process_group(local_size)
         comm.synchronize()
-        return main_func(*args)
+        return _run_reporting_failure(main_func, args)
     world_size = num_gpus_per_machine * num_machines
-    if world_size > 1 and not torch.cuda.is_available():
-        if dist_url in (None, "auto"):
-            if num_machines > 1:
-                raise ValueError("--dist-url auto works on one machine only; pass tcp://HOST:PORT of machine 0")
-            dist_url = _free_local_url()
+    if world_size == 1:
+        return main_func(*args)
+    if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
+        raise ValueError(f"--num-gpus {num_gpus_per_machine}, but this machine has {torch.cuda.device_count()} GPUs")
+    if dist_url in (None, "auto"):
+        if num_machines > 1:
+            raise ValueError("--dist-url auto works on one machine only; pass tcp://HOST:PORT of machine 0")
+        dist_url = _free_local_url()
+    if not torch.cuda.is_available():
         print(f"No GPU: starting {num_gpus_per_machine} CPU processes (gloo) at {dist_url}", file=sys.stderr)
-        mp.start_processes(
-            _cpu_worker,
+    with tempfile.TemporaryDirectory(prefix="pasa_det-launch-") as error_dir:
+        context = mp.start_processes(
+            _worker,
             nprocs=num_gpus_per_machine,
-            args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args),
+            args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, error_dir),
             daemon=False,
+            join=False,
         )
-        return None
-    return detectron2_launch(
-        main_func, num_gpus_per_machine, num_machines=num_machines, machine_rank=machine_rank,
-        dist_url=dist_url or "auto", args=args,
-    )
+        first = machine_rank * num_gpus_per_machine
+        pids = ", ".join(f"rank {first + i}: pid {p.pid}" for i, p in enumerate(context.processes))
+        print(f"Started {pids}", file=sys.stderr, flush=True)
+        _supervise(context, machine_rank, num_gpus_per_machine, error_dir)
+    return None

@@ -1,12 +1,12 @@
-"""detectron2's DefaultTrainer, with evaluators chosen by dataset, dataset checks,
-DeepLab's semantic-segmentation data and schedule, and CPU multi-process support."""
+"""detectron2's DefaultTrainer with pasa_det's optimisation step, checkpointer, seeding
+and resumable data, evaluators chosen by dataset, dataset checks, and DeepLab's
+semantic-segmentation data and schedule. Written against the API that detectron2 0.6
+and main share (pasa_det.detectron2_versions holds where they differ)."""
 import logging
 import os
-import signal
-import threading
 import time
+import weakref
 
-import detectron2.engine.defaults as detectron2_defaults
 import torch
 from detectron2.data import (
     DatasetFromList,
@@ -16,65 +16,88 @@ from detectron2.data import (
     build_detection_test_loader,
 )
 from detectron2.data import transforms as T
-from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, SimpleTrainer, default_setup
-from detectron2.utils.env import seed_all_rng
+from detectron2.engine import DefaultTrainer, HookBase, SimpleTrainer, TrainerBase, create_ddp_model, default_setup
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
+from detectron2.utils.logger import setup_logger
 
 from pasa_det.checkpoint.loading import SafeCheckpointer
 from pasa_det.config import load_config
 from pasa_det.data.checks import FileNamingMapper, load_dataset_dicts
 from pasa_det.data.prepare import prepare_dataset
-from pasa_det.data.resumable import PositionSeededDataset, ResumableTrainingSampler, derive_seed
+from pasa_det.data.resumable import PositionSeededDataset, ResumableLoader, ResumableTrainingSampler, derive_seed
+from pasa_det.detectron2_versions import fast_cocoeval_available, write_metrics
 from pasa_det.evaluation import CityscapesInstanceEvaluator, SemSegEvaluator, build_shift_consistency_evaluator
 
-_create_ddp_model = detectron2_defaults.create_ddp_model
+from .interrupt import CheckpointOnSignal
 
 
-def create_ddp_model(model, **kwargs):
-    """detectron2 0.6 passes device_ids=[local rank] even for a CPU model, which
-    DistributedDataParallel rejects; a CPU model gets device_ids=None."""
-    if comm.get_world_size() > 1 and next(model.parameters()).device.type == "cpu":
-        kwargs.setdefault("device_ids", None)
-    return _create_ddp_model(model, **kwargs)
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; the weights were not updated with it."""
 
 
-detectron2_defaults.create_ddp_model = create_ddp_model
+class TrainingStep(SimpleTrainer):
+    """One optimisation step, as detectron2's SimpleTrainer and AMPTrainer take it, plus:
 
+    - `precision` (None, "float16" or "bfloat16") autocasts on the model's device, the
+      CPU included (detectron2's AMPTrainer is CUDA only); float16 scales the loss
+      against underflow, bfloat16 has float32's range and needs no scaling;
+    - a non-finite loss term in any process stops every process before the weights
+      change (detectron2 checks the main process only, after backward, leaving the
+      others waiting); `on_non_finite(terms)` is called first;
+    - batches come from its own iterator, made at the first step, so a resumable
+      loader positioned after construction starts where it should.
+    """
 
-class MixedPrecisionTrainer(AMPTrainer):
-    """The AMPTrainer that DefaultTrainer builds for SOLVER.AMP.ENABLED, autocasting to
-    SOLVER.AMP.PRECISION on the model's device (detectron2 0.6's is float16 on CUDA only).
-    float16 scales the loss against underflow; bfloat16 has float32's range and needs none."""
-
-    def __init__(self, model, data_loader, optimizer, precision: str = "float16"):
+    def __init__(self, model, data_loader, optimizer, precision=None, on_non_finite=None):
+        super().__init__(model, data_loader, optimizer)
         self.device_type = next(model.parameters()).device.type
-        super().__init__(model, data_loader, optimizer, grad_scaler=torch.amp.GradScaler(self.device_type))
-        self.set_precision(precision)
-
-    def set_precision(self, precision: str) -> None:
-        self.dtype = getattr(torch, precision)
+        self.dtype = getattr(torch, precision) if precision else None
         self.grad_scaler = torch.amp.GradScaler(self.device_type, enabled=self.dtype == torch.float16)
+        self.on_non_finite = on_non_finite
+        self._batches = None
 
     def run_step(self):
-        assert self.model.training, "[MixedPrecisionTrainer] model was changed to eval mode!"
+        assert self.model.training, "[TrainingStep] model was changed to eval mode!"
+        if self._batches is None:
+            self._batches = iter(self.data_loader)
         start = time.perf_counter()
-        data = next(self._data_loader_iter)
+        data = next(self._batches)
         data_time = time.perf_counter() - start
-        with torch.autocast(self.device_type, dtype=self.dtype):
+        with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
             loss_dict = self.model(data)
             if isinstance(loss_dict, torch.Tensor):
                 loss_dict = {"total_loss": loss_dict}
             losses = sum(loss_dict.values())
+        self._stop_on_non_finite(loss_dict)
         self.optimizer.zero_grad()
         self.grad_scaler.scale(losses).backward()
-        self._write_metrics(loss_dict, data_time)
+        write_metrics(loss_dict, data_time, self.iter)
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
 
+    def _stop_on_non_finite(self, loss_dict):
+        bad = {k: v.item() for k, v in loss_dict.items() if not torch.isfinite(v).all()}
+        failed = any(comm.all_gather(bool(bad))) if comm.get_world_size() > 1 else bool(bad)
+        if not failed:
+            return
+        terms = ", ".join(f"{k}={v}" for k, v in bad.items()) or "in another process"
+        if self.on_non_finite is not None:
+            self.on_non_finite(terms)
+        raise NonFiniteLossError(f"non-finite loss at iteration {self.iter}: {terms}")
 
-detectron2_defaults.AMPTrainer = MixedPrecisionTrainer
+    def state_dict(self):
+        state = super().state_dict()
+        if self.grad_scaler.is_enabled():
+            state["grad_scaler"] = self.grad_scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if self.grad_scaler.is_enabled() and "grad_scaler" in state_dict:
+            self.grad_scaler.load_state_dict(state_dict["grad_scaler"])
 
 
 def semantic_train_augmentations(cfg):
@@ -103,106 +126,57 @@ class SeedEachIteration(HookBase):
         seed_all_rng(derive_seed(self.seed, self.trainer.iter, comm.get_rank()))
 
 
-class TrainingInterrupted(BaseException):
-    """Training stopped on SIGINT/SIGTERM after saving a checkpoint. A BaseException,
-    like KeyboardInterrupt, so detectron2 does not log it as a crash."""
-
-    def __init__(self, signum: int, iteration: int, checkpoint: str):
-        self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
-        super().__init__(
-            f"{signal.Signals(signum).name} received: stopped after iteration {iteration} and saved "
-            f"{checkpoint}; continue with the same command and --resume"
-        )
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or infinite; the weights were not updated with it."""
-
-
-class CheckpointOnSignal(HookBase):
-    """On SIGINT or SIGTERM, finish the current iteration, save `model_<iter>.pth`
-    and raise TrainingInterrupted; a second signal acts at once, as without this hook.
-    With several processes, all stop after the same iteration."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, checkpointer):
-        self.checkpointer = checkpointer
-        self.received = None
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        if self.received is not None:
-            self._restore()
-            signal.raise_signal(signum)
-            return
-        self.received = signum
-        logging.getLogger(__name__).warning(
-            f"{signal.Signals(signum).name} received: saving a checkpoint after this iteration, then stopping "
-            "(send it again to stop at once)"
-        )
-
-    def _restore(self):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
-
-    def before_train(self):
-        if threading.current_thread() is threading.main_thread():  # signal handlers live there only
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-
-    def after_step(self):
-        received = self.received
-        if comm.get_world_size() > 1:
-            received = max((r or 0) for r in comm.all_gather(received)) or None
-        if received is None or self.trainer.iter + 1 >= self.trainer.max_iter:
-            return  # the last iteration ends with model_final anyway
-        name = f"model_{self.trainer.iter:07d}"
-        self.checkpointer.save(name, iteration=self.trainer.iter)
-        comm.synchronize()
-        raise TrainingInterrupted(received, self.trainer.iter, os.path.join(self.checkpointer.save_dir, name + ".pth"))
-
-    def after_train(self):
-        self._restore()
-
-
 class Trainer(DefaultTrainer):
-    """With a fixed `SEED`, an interrupted run resumed with --resume ends with the
-    same weights as an uninterrupted one (exactly when no aspect-ratio bucket is left
+    """detectron2's DefaultTrainer with pasa_det's step (TrainingStep), checkpointer
+    (SafeCheckpointer), seeding, signal handling and resumable data.
+
+    With a fixed `SEED`, an interrupted run resumed with --resume ends with the same
+    weights as an uninterrupted one (exactly when no aspect-ratio bucket is left
     half-filled at the interruption, e.g. one orientation or ASPECT_RATIO_GROUPING off)."""
 
     def __init__(self, cfg):
-        super().__init__(cfg)
-        if cfg.SOLVER.AMP.ENABLED:
-            self._trainer.set_precision(cfg.SOLVER.AMP.PRECISION)
-        # Checked before optimizer.step, so a non-finite loss never reaches the weights.
-        self._trainer._write_metrics = self._write_finite_metrics
+        # DefaultTrainer.__init__, with the step, the DDP wrapper and the checkpointer chosen
+        # here; detectron2 fixes them inside its __init__.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        # detectron2 passes device_ids=[local rank] by default, which DDP rejects for a CPU model.
+        model = create_ddp_model(model, broadcast_buffers=False, **({"device_ids": None} if on_cpu else {}))
+        self._trainer = TrainingStep(
+            model, data_loader, optimizer,
+            precision=cfg.SOLVER.AMP.PRECISION if cfg.SOLVER.AMP.ENABLED else None,
+            on_non_finite=self._stop_on_non_finite,
+        )
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = SafeCheckpointer.from_config(cfg, model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
 
-    def _write_finite_metrics(self, loss_dict, data_time, prefix=""):
-        """detectron2's metrics, after stopping on a non-finite loss term in any process
-        (detectron2 checks the main process only, leaving the others waiting)."""
-        bad = {k: v.item() for k, v in loss_dict.items() if not torch.isfinite(v).all()}
-        failed = any(comm.all_gather(bool(bad))) if comm.get_world_size() > 1 else bool(bad)
-        if failed:
-            last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else "none"
-            self.checkpointer.refuse_saves(f"the model state is suspect after a non-finite loss at iteration {self.iter}")
-            terms = ", ".join(f"{k}={v}" for k, v in bad.items()) or "in another process"
-            raise NonFiniteLossError(
-                f"non-finite loss at iteration {self.iter}: {terms}. Training stopped without updating the weights "
-                f"or writing a checkpoint; the last checkpoint is {last}. Lower SOLVER.BASE_LR, enable "
-                "SOLVER.CLIP_GRADIENTS or check the data, then --resume."
-            )
-        SimpleTrainer.write_metrics(loss_dict, data_time, prefix)
+    def _stop_on_non_finite(self, terms: str):
+        last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else "none"
+        self.checkpointer.refuse_saves(f"the model state is suspect after a non-finite loss at iteration {self.iter}")
+        raise NonFiniteLossError(
+            f"non-finite loss at iteration {self.iter}: {terms}. Training stopped without updating the weights "
+            f"or writing a checkpoint; the last checkpoint is {last}. Lower SOLVER.BASE_LR, enable "
+            "SOLVER.CLIP_GRADIENTS or check the data, then --resume."
+        )
 
+    # The optimizer and AMP scaler live in the step: checkpointed with it (detectron2 0.6's
+    # DefaultTrainer leaves them out; main's adds them as here).
     def state_dict(self):
-        # detectron2 0.6's DefaultTrainer checkpoints its hooks (LR scheduler) but not the
-        # inner trainer's optimizer (or AMP grad scaler): add them so --resume restores them.
-        state = super().state_dict()
+        state = TrainerBase.state_dict(self)
         state["_trainer"] = self._trainer.state_dict()
         return state
 
     def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
+        TrainerBase.load_state_dict(self, state_dict)
         if "_trainer" in state_dict:
             self._trainer.load_state_dict(state_dict["_trainer"])
 
@@ -213,8 +187,10 @@ class Trainer(DefaultTrainer):
         evaluator_type = MetadataCatalog.get(dataset_name).evaluator_type
         evaluators = []
         if evaluator_type in ("coco", "coco_panoptic_seg"):
-            # pycocotools' own COCOeval: the native fast path is not needed.
-            evaluators.append(COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False))
+            # detectron2's C++ COCOeval where it is built (same AP as pycocotools', faster).
+            evaluators.append(
+                COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=fast_cocoeval_available())
+            )
         if evaluator_type in ("sem_seg", "cityscapes_sem_seg", "coco_panoptic_seg"):
             evaluators.append(SemSegEvaluator(dataset_name, output_dir=output_folder))
         if evaluator_type == "cityscapes_instance":
@@ -235,11 +211,6 @@ class Trainer(DefaultTrainer):
         return super().test(cfg, model, evaluators)
 
     def build_hooks(self):
-        # DefaultTrainer.__init__ makes a plain DetectionCheckpointer just before calling
-        # this; swap in ours before the PeriodicCheckpointer takes it.
-        self.checkpointer = SafeCheckpointer.from_config(
-            self.cfg, self.checkpointer.model, self.cfg.OUTPUT_DIR, **self.checkpointer.checkpointables
-        )
         hooks = super().build_hooks()
         if self.cfg.SEED >= 0:
             hooks.insert(0, SeedEachIteration(self.cfg.SEED))
@@ -248,9 +219,8 @@ class Trainer(DefaultTrainer):
 
     def resume_or_load(self, resume=True):
         super().resume_or_load(resume=resume)
-        if self.start_iter > 0:  # continue the data stream where the checkpoint left it
-            self.data_loader.resumable_sampler.start = self.start_iter * self.cfg.SOLVER.IMS_PER_BATCH
-            self._trainer._data_loader_iter = iter(self._trainer.data_loader)
+        # Continue the data stream where the checkpoint left it (read at the first step).
+        self.data_loader.sampler.start = self.start_iter * self.cfg.SOLVER.IMS_PER_BATCH
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -276,8 +246,7 @@ class Trainer(DefaultTrainer):
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
         )
-        loader.resumable_sampler = sampler
-        return loader
+        return ResumableLoader(loader, sampler)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

@@ -1,28 +1,57 @@
-"""Cityscapes instance AP through detectron2's evaluator, without its litter."""
+"""Cityscapes instance AP, scored by cityscapesscripts, on detectron2 0.6 and main, NumPy 1 and 2."""
+import glob
+import json
 import os
-import shutil
 
 from detectron2.evaluation import CityscapesInstanceEvaluator as _CityscapesInstanceEvaluator
 from detectron2.utils import comm
 
+from pasa_det.detectron2_versions import serve_cityscapes_scripts_for_detectron2_main
+
+
+def _plain(value):
+    """json's fallback for NumPy scalars (NumPy 2's count_nonzero returns int64, not int)."""
+    return value.item() if hasattr(value, "item") else value.__dict__
+
 
 class CityscapesInstanceEvaluator(_CityscapesInstanceEvaluator):
-    """detectron2's evaluator (needs `pip install cityscapesscripts`). cityscapesscripts
-    writes its per-instance matches to `matches.json` in the working directory; this
-    moves that file into `output_dir` (or removes it when there is none)."""
+    """detectron2's evaluator (needs `pip install cityscapesscripts`; it writes each
+    prediction as cityscapesscripts reads them) with its own last step:
+    cityscapesscripts' `evaluateImgLists` writes its per-instance matches to
+    `matches.json` in the working directory, with a JSON encoder that fails on NumPy 2.
+    This runs the same steps, writes the matches to `output_dir/cityscapes_matches.json`
+    (nowhere without `output_dir`), and imports cityscapesscripts by its own name."""
 
     def __init__(self, dataset_name, output_dir=None):
+        serve_cityscapes_scripts_for_detectron2_main()  # process() imports it under main's name
         super().__init__(dataset_name)
         self._output_dir = output_dir
 
     def evaluate(self):
-        existed = os.path.exists("matches.json")
-        try:
-            return super().evaluate()
-        finally:
-            if comm.is_main_process() and not existed and os.path.exists("matches.json"):
-                if self._output_dir:
-                    os.makedirs(self._output_dir, exist_ok=True)
-                    shutil.move("matches.json", os.path.join(self._output_dir, "cityscapes_matches.json"))
-                else:
-                    os.remove("matches.json")
+        comm.synchronize()
+        if comm.get_rank() > 0:
+            return None
+        from cityscapesscripts.evaluation import evalInstanceLevelSemanticLabeling as cityscapes_eval
+
+        args = cityscapes_eval.args  # the module's settings, as detectron2 sets them
+        args.predictionPath = os.path.abspath(self._temp_dir)
+        args.predictionWalk = None
+        args.JSONOutput = False
+        args.colorized = False
+        args.gtInstancesFile = os.path.join(self._temp_dir, "gtInstances.json")
+        ground_truth = glob.glob(os.path.join(self._metadata.gt_dir, "*", "*_gtFine_instanceIds.png"))
+        if not ground_truth:
+            raise FileNotFoundError(f"no *_gtFine_instanceIds.png under {self._metadata.gt_dir}/*/")
+        predictions = [cityscapes_eval.getPrediction(gt, args) for gt in ground_truth]
+
+        cityscapes_eval.setInstanceLabels(args)
+        gt_instances = cityscapes_eval.getGtInstances(ground_truth, args)
+        matches = cityscapes_eval.matchGtWithPreds(predictions, ground_truth, gt_instances, args)
+        if self._output_dir:
+            os.makedirs(self._output_dir, exist_ok=True)
+            with open(os.path.join(self._output_dir, "cityscapes_matches.json"), "w") as f:
+                json.dump(matches, f, default=_plain)
+        averages = cityscapes_eval.computeAverages(cityscapes_eval.evaluateMatches(matches, args), args)
+        cityscapes_eval.printResults(averages, args)
+        self._working_dir.cleanup()
+        return {"segm": {"AP": averages["allAp"] * 100, "AP50": averages["allAp50%"] * 100}}

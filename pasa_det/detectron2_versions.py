@@ -1,0 +1,87 @@
+"""Where detectron2 0.6 (PyPI, Nov 2021) and detectron2 main (built from source) differ.
+
+Both report `__version__` "0.6", so every difference is detected by what the installed
+detectron2 can do, never by its version string. Everything else in pasa_det uses the API
+the two share; a new difference belongs here, with the version that needs it.
+"""
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import inspect
+import sys
+
+import torch.distributed as dist
+from detectron2.engine import SimpleTrainer
+from detectron2.utils import comm
+
+# main: write_metrics(loss_dict, data_time, cur_iter, prefix=""); 0.6: (loss_dict,
+# data_time, prefix="") with the iteration read from the event storage.
+_WRITE_METRICS_TAKES_ITERATION = "cur_iter" in inspect.signature(SimpleTrainer.write_metrics).parameters
+
+
+def write_metrics(loss_dict, data_time: float, iteration: int) -> None:
+    """detectron2's per-iteration loss and data-time metrics (a collective: every rank calls it)."""
+    if _WRITE_METRICS_TAKES_ITERATION:
+        SimpleTrainer.write_metrics(loss_dict, data_time, iteration)
+    else:
+        SimpleTrainer.write_metrics(loss_dict, data_time)
+
+
+def create_local_process_group(processes_per_machine: int) -> None:
+    """The group of this machine's processes that comm.get_local_rank() reads; every rank
+    must call it. main has comm.create_local_process_group; 0.6 has no public way, and its
+    own launcher assigns comm._LOCAL_PROCESS_GROUP, as this does for 0.6 only."""
+    if hasattr(comm, "create_local_process_group"):
+        comm.create_local_process_group(processes_per_machine)
+        return
+    machine = dist.get_rank() // processes_per_machine
+    for m in range(dist.get_world_size() // processes_per_machine):
+        group = dist.new_group(list(range(m * processes_per_machine, (m + 1) * processes_per_machine)))
+        if m == machine:
+            comm._LOCAL_PROCESS_GROUP = group
+
+
+def fast_cocoeval_available() -> bool:
+    """detectron2's C++ COCOeval (use_fast_impl): built into main's `_C`, absent from the
+    0.6 PyPI build, whose `_C` is a stub."""
+    try:
+        from detectron2 import _C
+    except ImportError:
+        return False
+    return hasattr(_C, "COCOevalEvaluateImages")
+
+
+class _CityscapesScriptsAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves `deeplearning.projects.cityscapesApi.cityscapesscripts[.…]` as the
+    `cityscapesscripts` package (PyPI). detectron2 main (since Dec 2024) imports that
+    internal name in its Cityscapes loaders and evaluators; 0.6 imports `cityscapesscripts`.
+    First on sys.meta_path, since the aliased submodules would otherwise be found as files
+    under the real package's path and run a second time under the alias."""
+
+    ALIASED = "deeplearning.projects.cityscapesApi.cityscapesscripts"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == self.ALIASED or name.startswith(self.ALIASED + "."):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        if self.ALIASED.startswith(name + "."):  # the empty parent packages
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        if spec.name.startswith(self.ALIASED):
+            return importlib.import_module("cityscapesscripts" + spec.name[len(self.ALIASED):])
+        return None  # a plain empty module
+
+    def exec_module(self, module):
+        pass
+
+
+def serve_cityscapes_scripts_for_detectron2_main() -> None:
+    """Lets detectron2 main's Cityscapes loaders and evaluators find cityscapesscripts
+    (idempotent; nothing changes for 0.6, which never imports the aliased name, nor where
+    a real `deeplearning` package is installed)."""
+    if any(isinstance(f, _CityscapesScriptsAlias) for f in sys.meta_path):
+        return
+    if importlib.util.find_spec("deeplearning") is None:
+        sys.meta_path.insert(0, _CityscapesScriptsAlias())
