@@ -76,32 +76,67 @@ def test_sigterm_ends_a_process_blocked_in_a_collective(tmp_path):
     assert re.search(r"rank 0 \(pid \d+\) exited with code 143 \(SIGTERM\)", str(failed.value))
 
 
-def test_killing_one_rank_of_a_training_run_ends_it_within_a_minute(tmp_path):
+def start_two_process_training(tmp_path):
+    """tools/train_net.py with 2 CPU processes, in its own process group, once training
+    has started: (the launcher's Popen, {rank: pid}, its stderr file)."""
     log = tmp_path / "stderr.txt"
     with open(log, "w") as stderr:
         process = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", CONFIG, "--num-gpus", "2",
              "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.MAX_ITER", "100000",
              "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "out")],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
         )
+    started, deadline = tmp_path / "out" / "log.txt", time.monotonic() + 300
+    while not (started.exists() and "Starting training from" in started.read_text()):
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    pids = {int(r): int(p) for r, p in re.findall(r"rank (\d+): pid (\d+)", log.read_text())}
+    return process, pids, log
+
+
+def wait_or_kill(process, timeout):
     try:
-        pids = None
-        started = tmp_path / "out" / "log.txt"
-        while process.poll() is None and not (started.exists() and "Starting training from" in started.read_text()):
-            if pids is None and "Started rank" in log.read_text():
-                pids = dict(re.findall(r"rank (\d+): pid (\d+)", log.read_text()))
-            time.sleep(0.2)
-        assert process.poll() is None, log.read_text()[-3000:]
-        pids = pids or dict(re.findall(r"rank (\d+): pid (\d+)", log.read_text()))
-        os.kill(int(pids["1"]), signal.SIGKILL)
-        killed = time.monotonic()
-        code = process.wait(timeout=90)
-        assert time.monotonic() - killed < 60
+        return process.wait(timeout=timeout)
     finally:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_killing_one_rank_of_a_training_run_ends_it_within_a_minute(tmp_path):
+    process, pids, log = start_two_process_training(tmp_path)
+    os.kill(pids[1], signal.SIGKILL)
+    killed = time.monotonic()
+    code = wait_or_kill(process, 90)
+    assert time.monotonic() - killed < 60
     text = log.read_text()
     assert code == 1, text[-3000:]
     assert re.search(r"rank 1 \(pid \d+\) was killed by SIGKILL", text), text[-3000:]
-    assert not any(alive(int(pid)) for pid in pids.values())
+    assert not any(alive(pid) for pid in pids.values())
+
+
+@pytest.mark.parametrize("to_group", [False, True], ids=["launcher", "process group"])
+def test_sigterm_stops_every_rank_with_one_checkpoint_and_exits_143(tmp_path, to_group):
+    process, pids, log = start_two_process_training(tmp_path)
+    if to_group:
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        process.send_signal(signal.SIGTERM)
+    code = wait_or_kill(process, 120)
+    text = log.read_text()
+    assert code == 128 + signal.SIGTERM, text[-3000:]
+    saved = (tmp_path / "out" / "last_checkpoint").read_text()
+    assert [f for f in os.listdir(tmp_path / "out") if f.endswith(".pth")] == [saved]
+    assert text.count("continue with the same command and --resume") == 1
+    assert not any(alive(pid) for pid in pids.values())
+
+
+def test_workers_whose_launcher_is_killed_checkpoint_and_exit(tmp_path):
+    process, pids, _ = start_two_process_training(tmp_path)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 120
+    while any(alive(pid) for pid in pids.values()):
+        assert time.monotonic() < deadline, "workers outlived their launcher"
+        time.sleep(0.2)
+    assert (tmp_path / "out" / "last_checkpoint").read_text().startswith("model_")

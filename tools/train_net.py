@@ -63,5 +63,6 @@ if __name__ == "__main__":
             args=(args,),
         )
     except JobFailed as e:
-        print(f"error: {e}", file=sys.stderr)
+        if e.exit_code <= 128:  # not a stop on a signal, which the workers have explained
+            print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -5,7 +5,8 @@ only once a failed worker has exited; a worker that hangs on its way out, or a s
 blocked in a collective, keeps the job alive until the process-group timeout (30 min).
 Here a failed worker reports its error and exits at once, the launcher stops the others
 within a bounded grace period (SIGTERM, then SIGKILL), names every rank that failed and
-why, and workers whose launcher is gone stop too. The same launcher starts CPU jobs
+why, and workers whose launcher is gone get SIGINT (torch's spawn asks Linux for it; under
+torchrun this module does), which training answers with a checkpoint and a stop. The same launcher starts CPU jobs
 (gloo; detectron2 0.6's launcher insists on CUDA) and GPU jobs (NCCL), and under torchrun
 joins the process group from its environment.
 """
@@ -16,7 +17,6 @@ import socket
 import sys
 import tempfile
 import threading
-import time
 import traceback
 from datetime import timedelta
 
@@ -31,7 +31,7 @@ from pasa_det.detectron2_versions import create_local_process_group
 GRACE_S = 10.0
 # detectron2's default: how long a collective may wait for its peers.
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)
-_LAUNCHER_POLL_S = 1.0
+_JOIN_POLL_S = 1.0
 
 logger = logging.getLogger(__name__)
 
@@ -55,19 +55,19 @@ def _free_local_url() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
-def _stop_when_launcher_exits() -> None:
-    """A worker whose launcher is gone (killed, or died) would run on unsupervised:
-    send ourselves SIGTERM, which training answers with a checkpoint and a stop."""
+def _interrupt_when_launcher_exits() -> None:
+    """Ask Linux to send this process SIGINT when its launcher exits, so it does not run
+    on unsupervised; training answers SIGINT with a checkpoint and a stop. torch's
+    spawned workers have this already; torchrun starts its workers without it."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
     launcher = os.getppid()
-
-    def watch():
-        while os.getppid() == launcher:
-            time.sleep(_LAUNCHER_POLL_S)
-        print(f"[rank {comm.get_rank()}] the launching process (pid {launcher}) is gone: stopping",
-              file=sys.stderr, flush=True)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGINT))
+    if os.getppid() != launcher:  # it exited before the request was in place
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _outcome(error: BaseException):
@@ -91,10 +91,10 @@ def _run_reporting_failure(main_func, args, error_file=None):
         code, summary = _outcome(e)
         if code == 0:
             return
-        if not isinstance(e, (SystemExit, KeyboardInterrupt)):
-            traceback.print_exc()
         summary = " ".join(summary.split())[:500]
-        print(f"[rank {comm.get_rank()}] {summary}", file=sys.stderr)
+        if not isinstance(e, (SystemExit, KeyboardInterrupt)):  # those have said why already
+            traceback.print_exc()
+            print(f"[rank {comm.get_rank()}] {summary}", file=sys.stderr)
         if error_file:
             with open(error_file, "w") as f:
                 f.write(summary)
@@ -108,7 +108,6 @@ def _run_reporting_failure(main_func, args, error_file=None):
 
 def _worker(local_rank, main_func, world_size, local_size, machine_rank, dist_url, args, error_dir):
     rank = machine_rank * local_size + local_rank
-    _stop_when_launcher_exits()
     use_gpu = torch.cuda.is_available()
     if use_gpu:
         torch.cuda.set_device(local_rank)
@@ -170,7 +169,7 @@ def _supervise(context, machine_rank: int, local_size: int, error_dir: str) -> N
     processes = context.processes
     with _ForwardSignals(processes) as signals:
         try:
-            while not context.join(timeout=_LAUNCHER_POLL_S, grace_period=GRACE_S):
+            while not context.join(timeout=_JOIN_POLL_S, grace_period=GRACE_S):
                 pass
             return
         except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:  # torch stopped the others
@@ -199,7 +198,7 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
         local_rank, local_size = int(os.environ["LOCAL_RANK"]), int(os.environ["LOCAL_WORLD_SIZE"])
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank)
-        _stop_when_launcher_exits()
+        _interrupt_when_launcher_exits()
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=COLLECTIVE_TIMEOUT)
         create_local_process_group(local_size)
         comm.synchronize()
