@@ -3,6 +3,19 @@
 Both report `__version__` "0.6", so every difference is detected by what the installed
 detectron2 can do, never by its version string. Everything else in pasa_det uses the API
 the two share; a new difference belongs here, with the version that needs it.
+
+Differences that pasa_det avoids rather than bridges, by not using the API that differs:
+- SimpleTrainer's data iterator (0.6: attribute made at construction; main: lazy read-only
+  property) and AMPTrainer (main adds `precision`; both CUDA only): engine.trainer's
+  TrainingStep keeps its own iterator and autocasts itself.
+- DefaultTrainer.state_dict (main adds the inner trainer's state, 0.6 does not): the
+  Trainer writes and reads it itself.
+- FrozenBatchNorm2d (main keeps a converted BN's `num_batches_tracked`): SafeCheckpointer
+  does not report that counter as missing.
+- DetectionCheckpointer._load_file (main asserts it runs inside `load`): only `load` is used.
+- detectron2's launcher (0.6: CUDA only): engine.launch starts every multi-process job.
+- CityscapesInstanceEvaluator.evaluate (its cityscapesscripts call writes JSON that fails
+  on NumPy 2): evaluation.cityscapes runs the same steps itself.
 """
 import importlib
 import importlib.abc

@@ -2,6 +2,7 @@
 synthetic split written in Cityscapes' format."""
 import os
 
+import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Instances
@@ -53,3 +54,11 @@ def test_ground_truth_scores_full_ap_and_wrong_classes_score_none(tmp_path):
     thing_classes = MetadataCatalog.get(NAME).thing_classes
     rider = thing_classes.index("rider")  # a class the synthetic set never uses
     assert evaluate(dicts, relabel=lambda c: rider)["AP"] == 0
+
+
+def test_a_numpy_without_in1d_is_named_before_scoring(monkeypatch):
+    import numpy as np
+
+    monkeypatch.delattr(np, "in1d", raising=False)  # NumPy >= 2.4
+    with pytest.raises(RuntimeError, match=r"np\.in1d.*pip install 'numpy<2\.4'"):
+        evaluate(DatasetCatalog.get(NAME)[:2])

@@ -4,7 +4,7 @@ import os
 import pickle
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict
 
 import torch
 

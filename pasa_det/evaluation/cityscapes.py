@@ -3,6 +3,8 @@ import glob
 import json
 import os
 
+import numpy as np
+
 from detectron2.evaluation import CityscapesInstanceEvaluator as _CityscapesInstanceEvaluator
 from detectron2.utils import comm
 
@@ -31,6 +33,11 @@ class CityscapesInstanceEvaluator(_CityscapesInstanceEvaluator):
         comm.synchronize()
         if comm.get_rank() > 0:
             return None
+        if not hasattr(np, "in1d"):
+            raise RuntimeError(
+                f"cityscapesscripts (the Cityscapes instance scorer) calls np.in1d, which NumPy {np.__version__} "
+                "no longer has: install NumPy < 2.4 (pip install 'numpy<2.4'; pasa_det's [cityscapes] extra does)"
+            )
         from cityscapesscripts.evaluation import evalInstanceLevelSemanticLabeling as cityscapes_eval
 
         args = cityscapes_eval.args  # the module's settings, as detectron2 sets them
