@@ -30,7 +30,7 @@ def add_pasa_config(cfg: CN) -> CN:
     cfg.MODEL.ANTIALIAS.SHORTCUT = True
     cfg.MODEL.ANTIALIAS.FPN_TOP = True
 
-    # Shift consistency, evaluated beside the usual metrics when ENABLED (design §8).
+    # Shift consistency, evaluated beside the usual metrics when ENABLED.
     cfg.TEST.SHIFT_CONSISTENCY = CN()
     cfg.TEST.SHIFT_CONSISTENCY.ENABLED = False
     # Instance segmentation / detection: AP at these shifts (px in the original image) in

@@ -9,6 +9,18 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
+from pasa_det.layers.pasa import native_available  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `native` need the C++ kernel: skipped, with the reason, without it."""
+    if native_available():
+        return
+    skip = pytest.mark.skip(reason="the C++ kernel pasa_det._C is not built or PASA_DET_NO_NATIVE=1")
+    for item in items:
+        if "native" in item.keywords:
+            item.add_marker(skip)
+
 
 @pytest.fixture(autouse=True)
 def _seed():

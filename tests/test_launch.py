@@ -77,18 +77,19 @@ def test_sigterm_ends_a_process_blocked_in_a_collective(tmp_path):
 
 
 def start_two_process_training(tmp_path):
-    """tools/train_net.py with 2 CPU processes, in its own process group, once training
-    has started: (the launcher's Popen, {rank: pid}, its stderr file)."""
+    """tools/train_net.py with 2 CPU processes, in its own process group, once its first
+    periodic checkpoint (iteration 1) shows the loop and its hooks running: (the
+    launcher's Popen, {rank: pid}, its stderr file)."""
     log = tmp_path / "stderr.txt"
     with open(log, "w") as stderr:
         process = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", CONFIG, "--num-gpus", "2",
              "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.MAX_ITER", "100000",
-             "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "out")],
+             "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "out")],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
         )
-    started, deadline = tmp_path / "out" / "log.txt", time.monotonic() + 300
-    while not (started.exists() and "Starting training from" in started.read_text()):
+    started, deadline = tmp_path / "out" / "last_checkpoint", time.monotonic() + 300
+    while not started.exists():
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.2)
     pids = {int(r): int(p) for r, p in re.findall(r"rank (\d+): pid (\d+)", log.read_text())}
@@ -126,17 +127,20 @@ def test_sigterm_stops_every_rank_with_one_checkpoint_and_exits_143(tmp_path, to
     text = log.read_text()
     assert code == 128 + signal.SIGTERM, text[-3000:]
     saved = (tmp_path / "out" / "last_checkpoint").read_text()
-    assert [f for f in os.listdir(tmp_path / "out") if f.endswith(".pth")] == [saved]
-    assert text.count("continue with the same command and --resume") == 1
+    assert re.findall(r"stopped after iteration \d+ and saved (\S+);", text) == [str(tmp_path / "out" / saved)]
     assert not any(alive(pid) for pid in pids.values())
 
 
 def test_workers_whose_launcher_is_killed_checkpoint_and_exit(tmp_path):
-    process, pids, _ = start_two_process_training(tmp_path)
+    process, pids, log = start_two_process_training(tmp_path)
     process.kill()
     process.wait()
     deadline = time.monotonic() + 120
     while any(alive(pid) for pid in pids.values()):
         assert time.monotonic() < deadline, "workers outlived their launcher"
         time.sleep(0.2)
-    assert (tmp_path / "out" / "last_checkpoint").read_text().startswith("model_")
+    saved = (tmp_path / "out" / "last_checkpoint").read_text()
+    text = log.read_text()  # the workers' stderr, which outlived the launcher
+    assert re.findall(r"SIGINT received: stopped after iteration \d+ and saved (\S+);", text) == [
+        str(tmp_path / "out" / saved)
+    ], text[-3000:]

@@ -187,7 +187,7 @@ def _output_and_grads(m, x, grad_out_seed=1):
 )
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("impl", ["native", "fast"])
+@pytest.mark.parametrize("impl", [pytest.param("native", marks=pytest.mark.native), "fast"])
 def test_impls_match_plain_forward_and_gradients(impl, kwargs, size, train, channels_last):
     fast, plain = (m.train(train) for m in _impl_and_plain(impl, 16, **kwargs))
     x = torch.randn(2, 16, *size)

@@ -12,6 +12,14 @@ from pasa_det.layers.padding import _ConvSame, conv2d_same, pad_same
 from pasa_det.layers.pasa import _C, FusedSoftmaxSubsample, native_available, plain_weighted_subsample
 
 
+def test_auto_impl_without_the_kernel_is_the_torch_path_on_the_cpu():
+    if native_available():
+        pytest.skip("the C++ kernel is built: covered by the test above")
+    assert PASA(16).resolved_impl(torch.randn(1, 16, 8, 8)) == "fast"
+    with pytest.raises(ValueError, match="needs the C\\+\\+ kernel"):
+        PASA(16, impl="native")
+
+
 def test_native_kernel_is_built():
     """`make setup` compiles it; only PASA_DET_NO_NATIVE=1 leaves it out."""
     assert native_available() or os.environ.get("PASA_DET_NO_NATIVE") == "1"
@@ -77,6 +85,7 @@ def _reference_weights(logits, group, kernel_size, joint):
     return logits.view(n, group, kernel_size**2, h, w).softmax(2)
 
 
+@pytest.mark.native
 @pytest.mark.parametrize(
     "shape, kernel_size, stride, group, joint, pad_mode",
     [
@@ -101,6 +110,7 @@ def test_fused_softmax_subsample_matches_torch_and_gradchecks(shape, kernel_size
     assert torch.autograd.gradcheck(lambda a, b: FusedSoftmaxSubsample.apply(a, b, *args), (x, logits))
 
 
+@pytest.mark.native
 def test_fused_float32_softmax_is_accurate_on_large_logits():
     """The kernel's float32 exp is a polynomial: check it over a wide logit range."""
     x = torch.randn(1, 8, 16, 16)
@@ -111,6 +121,7 @@ def test_fused_float32_softmax_is_accurate_on_large_logits():
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.native
 def test_fused_forward_keeps_filters_only_for_backward():
     from pasa_det import _C
 
@@ -121,6 +132,7 @@ def test_fused_forward_keeps_filters_only_for_backward():
     torch.testing.assert_close(kept, logits.softmax(1))
 
 
+@pytest.mark.native
 def test_auto_impl_picks_native_on_cpu_float_and_fast_elsewhere():
     m = PASA(16)
     assert m.resolved_impl(torch.randn(1, 16, 8, 8)) == "native"

@@ -1,5 +1,5 @@
 """Shift consistency: how much a model's predictions change when its input moves by
-a few pixels, the property anti-aliasing is meant to improve (design §8).
+a few pixels, the property anti-aliasing is meant to improve.
 
 Both evaluators are detectron2 `DatasetEvaluator`s that hold the model and run it
 again on shifted versions of each input, so they slot into `inference_on_dataset`

@@ -1,4 +1,5 @@
 """Pixel-adaptive, channel-grouped low-pass filtering (PASA, Zou et al., BMVC 2020)."""
+import os
 from typing import Callable, Union
 
 import torch
@@ -10,6 +11,8 @@ from .padding import PAD_MODES, check_pad_mode, conv2d_same, effective_pad_mode,
 try:  # the C++ kernel, built by `pip install -e .` (`make setup`)
     from pasa_det import _C
 except ImportError:  # not built: the torch implementations serve
+    _C = None
+if os.environ.get("PASA_DET_NO_NATIVE") == "1":  # as if not built (set-up skips the build too)
     _C = None
 
 SOFTMAX_MODES = ("joint", "group")

@@ -1,4 +1,4 @@
-"""The published PASA formulation (design §2): filter logits and weighted sums
+"""The published PASA formulation (Zou et al.'s code): filter logits and weighted sums
 at full resolution through `unfold`, subsampled afterwards.
 
 Kept as the ground truth that `PASA` is tested against and the baseline the
