@@ -12,7 +12,7 @@ export DETECTRON2_SOURCE
 MAIN_PYTHON ?= .venv-detectron2-main/bin/python
 MAIN_SOURCE = $(or $(DETECTRON2_SOURCE),git+https://github.com/facebookresearch/detectron2.git)
 
-.PHONY: setup test test-slow quickstart test-detectron2-main
+.PHONY: setup test test-slow lint quickstart test-detectron2-main
 
 setup:
 	bash dev/setup.sh $(PYTHON)
@@ -22,6 +22,11 @@ test: setup
 
 test-slow: setup
 	$(PYTHON) -m pytest -m slow
+
+# ruff: lint, import order and format (settings in pyproject.toml).
+lint: setup
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 quickstart: setup
 	$(PYTHON) tools/quickstart.py

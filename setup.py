@@ -7,6 +7,7 @@ PyPI. `make setup` installs it (see dev/build_detectron2.py).
 torch (hence `pip install --no-build-isolation`). Set PASA_DET_NO_NATIVE=1 to
 skip it; PASA then runs its torch implementation, slower on the CPU.
 """
+
 import os
 
 from setuptools import find_packages, setup
@@ -42,7 +43,8 @@ setup(
         # Cityscapes label preparation and instance AP (detectron2 imports it lazily).
         # cityscapesscripts 2.3.0, the latest, calls np.in1d, which NumPy 2.4 removed.
         "cityscapes": ["cityscapesscripts", "numpy<2.4"],
-        "test": ["pytest>=7", "hypothesis", "cityscapesscripts", "numpy<2.4"],
-        "dev": ["pytest>=7", "cityscapesscripts", "numpy<2.4", "ruff"],
+        # ruff pinned: its formatter's output changes between releases (`make lint`).
+        "test": ["pytest>=7", "hypothesis", "cityscapesscripts", "numpy<2.4", "ruff==0.17.6"],
+        "dev": ["pytest>=7", "cityscapesscripts", "numpy<2.4", "ruff==0.17.6"],
     },
 )

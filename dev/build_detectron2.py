@@ -17,6 +17,7 @@ DETECTRON2_SOURCE chooses it:
 Run by `make setup` when `import detectron2` fails, and whenever DETECTRON2_SOURCE is set:
 an environment whose detectron2 was installed from that same source is left as it is.
 """
+
 import hashlib
 import os
 import re
@@ -69,7 +70,9 @@ def reachable(git_url: str, timeout: float = REACH_TIMEOUT_S) -> bool:
     try:
         listing = subprocess.run(
             ["git", "ls-remote", "--exit-code", git_url, "HEAD"],
-            capture_output=True, timeout=timeout, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            capture_output=True,
+            timeout=timeout,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
         )
     except subprocess.TimeoutExpired:
         return False
@@ -113,8 +116,10 @@ def remove_pypi_detectron2() -> None:
 def install_from_source(source: str) -> None:
     """Build detectron2 with its C++ ops from a checkout, an archive or a pip URL."""
     if not os.path.exists(source) and "://" not in source:
-        fail(f"DETECTRON2_SOURCE={source!r} is neither an existing path nor a URL "
-             f"(e.g. {OFFICIAL}, or `pypi` for detectron2 0.6 from PyPI)")
+        fail(
+            f"DETECTRON2_SOURCE={source!r} is neither an existing path nor a URL "
+            f"(e.g. {OFFICIAL}, or `pypi` for detectron2 0.6 from PyPI)"
+        )
     if source.startswith("git+") and shutil.which("git") is None:
         fail(f"DETECTRON2_SOURCE={source} needs git on PATH")
     remove_pypi_detectron2()
@@ -136,8 +141,10 @@ def download_pypi_sdist(workdir: str) -> str:
         url = urllib.parse.urljoin(index_url, match.group(1).split("#")[0])
         data = urllib.request.urlopen(url, timeout=300).read()
     except OSError as e:
-        fail(f"could not download {SDIST} from {index_url}: {e}. Check network access to PyPI, "
-             "or set PIP_INDEX_URL to a mirror's simple index.")
+        fail(
+            f"could not download {SDIST} from {index_url}: {e}. Check network access to PyPI, "
+            "or set PIP_INDEX_URL to a mirror's simple index."
+        )
     digest = hashlib.sha256(data).hexdigest()
     if digest != SHA256:
         fail(f"{SDIST} from {url} has sha256 {digest}, expected {SHA256}")
@@ -158,7 +165,10 @@ def install_pypi_v06() -> None:
         with open(os.path.join(csrc, "vision.cpp"), "w") as f:
             f.write(EMPTY_EXTENSION)
         remove_pypi_detectron2()
-        print("== installing detectron2 0.6 (no native ops) and its pins: " + " ".join(V06_PINS), flush=True)
+        print(
+            "== installing detectron2 0.6 (no native ops) and its pins: " + " ".join(V06_PINS),
+            flush=True,
+        )
         pip_install(*V06_PINS)
         pip_install("--no-build-isolation", source, *V06_PINS)
 
@@ -173,11 +183,14 @@ def main() -> None:
         print(f"== detectron2 from {source} is already installed here", flush=True)
         return
     if not source:
-        if reachable(OFFICIAL[len("git+"):]):
+        if reachable(OFFICIAL[len("git+") :]):
             source = OFFICIAL
         else:
-            print(f"== {OFFICIAL} cannot be reached (or git is missing): detectron2 0.6 from PyPI instead; "
-                  "set DETECTRON2_SOURCE to a detectron2 checkout or archive for current detectron2", flush=True)
+            print(
+                f"== {OFFICIAL} cannot be reached (or git is missing): detectron2 0.6 from PyPI instead; "
+                "set DETECTRON2_SOURCE to a detectron2 checkout or archive for current detectron2",
+                flush=True,
+            )
             source = "pypi"
     if source == "pypi":
         install_pypi_v06()

@@ -1,4 +1,5 @@
 """Anti-aliased (PASA / LPF) backbones and tools for detectron2."""
+
 try:
     import detectron2  # noqa: F401
 except ImportError as e:
@@ -9,8 +10,8 @@ except ImportError as e:
         "https://detectron2.readthedocs.io/en/latest/tutorials/install.html"
     ) from e
 
-from .config import add_pasa_config
 from . import data, modeling  # noqa: F401  (registers datasets and backbones)
+from .config import add_pasa_config
 
 __version__ = "0.1.0"
 __all__ = ["add_pasa_config"]

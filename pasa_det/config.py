@@ -1,4 +1,5 @@
 """The `MODEL.ANTIALIAS` config node, and loading configs with it."""
+
 import difflib
 import logging
 import os
@@ -109,7 +110,9 @@ def _check_bases(config_file: str) -> None:
             return
         resolved = os.path.join(os.path.dirname(path), resolved)
         if not os.path.isfile(resolved):
-            raise ConfigError(f"{path}: its _BASE_ {base!r} does not exist (looked for {os.path.normpath(resolved)})")
+            raise ConfigError(
+                f"{path}: its _BASE_ {base!r} does not exist (looked for {os.path.normpath(resolved)})"
+            )
         path = resolved
 
 
@@ -143,6 +146,8 @@ def load_config(config_file: str, opts=()) -> CN:
             f"SOLVER.AMP.PRECISION is {cfg.SOLVER.AMP.PRECISION!r}; use one of {', '.join(AMP_PRECISIONS)}"
         )
     if cfg.MODEL.DEVICE != "cpu" and not torch.cuda.is_available():
-        logging.getLogger(__name__).warning(f"MODEL.DEVICE {cfg.MODEL.DEVICE!r} but no GPU is available: using the CPU")
+        logging.getLogger(__name__).warning(
+            f"MODEL.DEVICE {cfg.MODEL.DEVICE!r} but no GPU is available: using the CPU"
+        )
         cfg.MODEL.DEVICE = "cpu"
     return cfg

@@ -17,6 +17,7 @@ Differences that pasa_det avoids rather than bridges, by not using the API that 
 - CityscapesInstanceEvaluator.evaluate (its cityscapesscripts call writes JSON that fails
   on NumPy 2): evaluation.cityscapes runs the same steps itself.
 """
+
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -30,7 +31,9 @@ from detectron2.utils import comm
 
 # main: write_metrics(loss_dict, data_time, cur_iter, prefix=""); 0.6: (loss_dict,
 # data_time, prefix="") with the iteration read from the event storage.
-_WRITE_METRICS_TAKES_ITERATION = "cur_iter" in inspect.signature(SimpleTrainer.write_metrics).parameters
+_WRITE_METRICS_TAKES_ITERATION = (
+    "cur_iter" in inspect.signature(SimpleTrainer.write_metrics).parameters
+)
 
 
 def write_metrics(loss_dict, data_time: float, iteration: int) -> None:
@@ -50,7 +53,9 @@ def create_local_process_group(processes_per_machine: int) -> None:
         return
     machine = dist.get_rank() // processes_per_machine
     for m in range(dist.get_world_size() // processes_per_machine):
-        group = dist.new_group(list(range(m * processes_per_machine, (m + 1) * processes_per_machine)))
+        group = dist.new_group(
+            list(range(m * processes_per_machine, (m + 1) * processes_per_machine))
+        )
         if m == machine:
             comm._LOCAL_PROCESS_GROUP = group
 
@@ -83,7 +88,7 @@ class _CityscapesScriptsAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader
 
     def create_module(self, spec):
         if spec.name.startswith(self.ALIASED):
-            return importlib.import_module("cityscapesscripts" + spec.name[len(self.ALIASED):])
+            return importlib.import_module("cityscapesscripts" + spec.name[len(self.ALIASED) :])
         return None  # a plain empty module
 
     def exec_module(self, module):

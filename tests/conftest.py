@@ -16,7 +16,9 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked `native` need the C++ kernel: skipped, with the reason, without it."""
     if native_available():
         return
-    skip = pytest.mark.skip(reason="the C++ kernel pasa_det._C is not built or PASA_DET_NO_NATIVE=1")
+    skip = pytest.mark.skip(
+        reason="the C++ kernel pasa_det._C is not built or PASA_DET_NO_NATIVE=1"
+    )
     for item in items:
         if "native" in item.keywords:
             item.add_marker(skip)

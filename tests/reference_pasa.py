@@ -1,5 +1,6 @@
 """Test helpers around the published PASA formulation (its one copy lives in
 `pasa_det.layers.reference`, which the benchmarks time too)."""
+
 import torch
 from torch import nn
 
@@ -18,7 +19,9 @@ class PublishedPASA(nn.Module):
         self.bn = nn.BatchNorm2d(group * kernel_size**2)
 
     def forward(self, x):
-        return published_pasa(x, self.conv.weight, self.bn, self.kernel_size, self.stride, self.group)
+        return published_pasa(
+            x, self.conv.weight, self.bn, self.kernel_size, self.stride, self.group
+        )
 
 
 def randomize_norms_(module: nn.Module, seed: int = 0) -> nn.Module:

@@ -1,12 +1,13 @@
 """Anti-aliased backbones against detectron2's own builders."""
+
 import pytest
 import torch
 from detectron2.config import get_cfg
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone, build_model
+from detectron2.projects.deeplab import add_deeplab_config
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
-from detectron2.projects.deeplab import add_deeplab_config
 
 from pasa_det import add_pasa_config
 from pasa_det.layers import PASA, LowPassFilter
@@ -54,7 +55,9 @@ def randomize_bn_stats_(model):
     return model
 
 
-CASES = [(b, d) for b in BUILDERS for d in (18, 34, 50, 101, 152) if not ("deeplab" in b and d < 50)]
+CASES = [
+    (b, d) for b in BUILDERS for d in (18, 34, 50, 101, 152) if not ("deeplab" in b and d < 50)
+]
 
 
 @pytest.mark.parametrize("builder, depth", CASES)
@@ -81,7 +84,10 @@ def _shapes(model, size):
 
 
 @pytest.mark.parametrize("aa_type", ["lpf", "pasa"])
-@pytest.mark.parametrize("builder, depth", [(b, d) for b in BUILDERS for d in (18, 50) if not ("deeplab" in b and d < 50)])
+@pytest.mark.parametrize(
+    "builder, depth",
+    [(b, d) for b in BUILDERS for d in (18, 50) if not ("deeplab" in b and d < 50)],
+)
 def test_antialiased_backbone_keeps_feature_names_channels_strides(builder, depth, aa_type):
     plain = build(make_cfg(builder, "none", depth)).eval()
     aa = build(make_cfg(builder, aa_type, depth)).eval()
@@ -116,30 +122,52 @@ def test_placement_matches_design():
     # The stride moved out of every convolution into the filters.
     for stage in ("res3", "res4", "res5"):
         block = getattr(resnet, stage)[0]
-        assert [c.stride for c in (block.conv1, block.conv2, block.conv3, block.shortcut)] == [(1, 1)] * 4
+        assert [c.stride for c in (block.conv1, block.conv2, block.conv3, block.shortcut)] == [
+            (1, 1)
+        ] * 4
     assert resnet.stem.conv1.stride == (2, 2)
 
 
 def test_basic_block_and_dilated_deeplab_placement():
     r18 = build(make_cfg("build_resnet_pasa_backbone", "lpf", 18))
     assert {n for n, m in r18.named_modules() if isinstance(m, LowPassFilter)} == {
-        "stem.aa", "res3.0.aa", "res3.0.shortcut_aa", "res4.0.aa", "res4.0.shortcut_aa", "res5.0.aa", "res5.0.shortcut_aa"
+        "stem.aa",
+        "res3.0.aa",
+        "res3.0.shortcut_aa",
+        "res4.0.aa",
+        "res4.0.shortcut_aa",
+        "res5.0.aa",
+        "res5.0.shortcut_aa",
     }
     deeplab = build(make_cfg("build_resnet_pasa_deeplab_backbone", "pasa", 50))
     sites = {n: m.in_channels for n, m in deeplab.named_modules() if isinstance(m, PASA)}
     # The deep stem is filtered; dilated res5 has no stride, hence no filter.
     assert sites == {
-        "stem.aa": 128, "res3.0.aa": 128, "res3.0.shortcut_aa": 256, "res4.0.aa": 256, "res4.0.shortcut_aa": 512,
+        "stem.aa": 128,
+        "res3.0.aa": 128,
+        "res3.0.shortcut_aa": 256,
+        "res4.0.aa": 256,
+        "res4.0.shortcut_aa": 512,
     }
 
 
 def test_placement_switches():
-    cfg = make_cfg("build_resnet_pasa_fpn_backbone", "pasa", 50, STEM=False, STAGES=["res4"], SHORTCUT=False, FPN_TOP=False)
+    cfg = make_cfg(
+        "build_resnet_pasa_fpn_backbone",
+        "pasa",
+        50,
+        STEM=False,
+        STAGES=["res4"],
+        SHORTCUT=False,
+        FPN_TOP=False,
+    )
     fpn = build(cfg)
     assert {n for n, m in fpn.named_modules() if isinstance(m, PASA)} == {"bottom_up.res4.0.aa"}
     res4 = fpn.bottom_up.res4[0]
     assert res4.shortcut.stride == (2, 2)  # unfiltered shortcut keeps detectron2's strided 1x1
-    assert _shapes(fpn, (64, 64)) == _shapes(build(make_cfg("build_resnet_pasa_fpn_backbone", "none", 50)), (64, 64))
+    assert _shapes(fpn, (64, 64)) == _shapes(
+        build(make_cfg("build_resnet_pasa_fpn_backbone", "none", 50)), (64, 64)
+    )
 
 
 def test_freeze_at_freezes_filters_of_frozen_stages():
@@ -167,7 +195,9 @@ def test_model_with_pasa_fpn_runs_training_step_and_sizes_not_divisible():
     cfg.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHead"
     cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[32], [64], [128], [256], [512]]
     model = build_model(cfg)
-    inst = Instances((75, 99), gt_boxes=Boxes(torch.tensor([[10.0, 10, 50, 60]])), gt_classes=torch.tensor([1]))
+    inst = Instances(
+        (75, 99), gt_boxes=Boxes(torch.tensor([[10.0, 10, 50, 60]])), gt_classes=torch.tensor([1])
+    )
     mask = torch.zeros(1, 75, 99, dtype=torch.bool)
     mask[0, 10:60, 10:50] = True
     inst.gt_masks = BitMasks(mask)

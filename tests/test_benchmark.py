@@ -1,4 +1,5 @@
 """Smoke tests of the benchmarks at tiny sizes (no timing assertions)."""
+
 import json
 import os
 import subprocess
@@ -41,8 +42,23 @@ def test_benchmark_site_reports_every_variant_and_summary():
 
 def test_benchmark_pasa_tool_writes_json(tmp_path):
     out = tmp_path / "pasa.json"
-    args = ["--scale", "0.05", "--sites", "top_block", "--kernel-sizes", "3", "--repeats", "1", "--output", str(out)]
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark_pasa.py"), *args], check=True, cwd=tmp_path)
+    args = [
+        "--scale",
+        "0.05",
+        "--sites",
+        "top_block",
+        "--kernel-sizes",
+        "3",
+        "--repeats",
+        "1",
+        "--output",
+        str(out),
+    ]
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "benchmark_pasa.py"), *args],
+        check=True,
+        cwd=tmp_path,
+    )
     result = json.loads(out.read_text())
     assert [r["site"] for r in result["records"]] == ["top_block.aa"]
     assert set(result["summary"]) == {"k3"}
@@ -87,8 +103,23 @@ def test_synthetic_inputs():
 @pytest.mark.slow
 def test_benchmark_model_tool_writes_json(tmp_path):
     out = tmp_path / "model.json"
-    args = ["--height", "64", "--width", "96", "--batch", "1", "--repeats", "1", "--output", str(out)]
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark_model.py"), *args], check=True, cwd=tmp_path)
+    args = [
+        "--height",
+        "64",
+        "--width",
+        "96",
+        "--batch",
+        "1",
+        "--repeats",
+        "1",
+        "--output",
+        str(out),
+    ]
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "benchmark_model.py"), *args],
+        check=True,
+        cwd=tmp_path,
+    )
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"mask_rcnn_R_50_FPN", "deeplab_v3_plus_R_101"}
     assert results["mask_rcnn_R_50_FPN"]["pasa"]["flops_vs_none"] > 1

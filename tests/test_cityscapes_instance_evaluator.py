@@ -1,5 +1,6 @@
 """Cityscapes instance AP (detectron2's evaluator over cityscapesscripts) on the
 synthetic split written in Cityscapes' format."""
+
 import os
 
 import pytest
@@ -27,11 +28,15 @@ def ground_truth_as_predictions(d, relabel=lambda c: c):
 
 
 def evaluate(dicts, relabel=lambda c: c, output_dir=None):
-    cfg = load_config(os.path.join(ROOT, "configs/Cityscapes-InstanceSegmentation/mask_rcnn_R_50_FPN_pasa.yaml"))
+    cfg = load_config(
+        os.path.join(ROOT, "configs/Cityscapes-InstanceSegmentation/mask_rcnn_R_50_FPN_pasa.yaml")
+    )
     evaluator = Trainer.build_evaluator(cfg, NAME, output_folder=output_dir)
     evaluator.reset()
     for d in dicts:
-        evaluator.process([{"file_name": d["file_name"]}], [ground_truth_as_predictions(d, relabel)])
+        evaluator.process(
+            [{"file_name": d["file_name"]}], [ground_truth_as_predictions(d, relabel)]
+        )
     return evaluator.evaluate()["segm"]
 
 

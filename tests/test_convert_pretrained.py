@@ -1,4 +1,5 @@
 """tools/convert_pretrained.py on checkpoints built here in the published layouts."""
+
 import os
 import pickle
 import subprocess
@@ -11,13 +12,19 @@ import torchvision
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
+from reference_pasa import PublishedPASA, randomize_norms_
 from torch import nn
 
 from pasa_det import add_pasa_config
-from pasa_det.checkpoint import CheckpointFormatError, SafeCheckpointer, convert_resnet, load_source, save_detectron2_checkpoint
+from pasa_det.checkpoint import (
+    CheckpointFormatError,
+    SafeCheckpointer,
+    convert_resnet,
+    load_source,
+    save_detectron2_checkpoint,
+)
 from pasa_det.layers import binomial_kernel
 from pasa_det.modeling import build_resnet_pasa_backbone
-from reference_pasa import PublishedPASA, randomize_norms_
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAGMENT = os.path.join(ROOT, "configs", "Base-Torchvision-Weights.yaml")
@@ -28,7 +35,9 @@ class PublishedLPF(nn.Module):
 
     def __init__(self, channels, kernel_size=3):
         super().__init__()
-        self.register_buffer("filt", binomial_kernel(kernel_size).expand(channels, 1, -1, -1).clone())
+        self.register_buffer(
+            "filt", binomial_kernel(kernel_size).expand(channels, 1, -1, -1).clone()
+        )
 
     def forward(self, x):
         p = self.filt.shape[-1] // 2
@@ -109,7 +118,14 @@ def load_with_report(model, path):
 
 
 def save_as_authors(model, path):
-    torch.save({"epoch": 90, "arch": "resnet", "state_dict": {"module." + k: v for k, v in model.state_dict().items()}}, path)
+    torch.save(
+        {
+            "epoch": 90,
+            "arch": "resnet",
+            "state_dict": {"module." + k: v for k, v in model.state_dict().items()},
+        },
+        path,
+    )
 
 
 def assert_same_stages(model, backbone):
@@ -129,7 +145,9 @@ def assert_loads_and_matches(model, converted_path, aa_type, depth):
     unexpected or misshapen key, and reproduces the source model's stages."""
     backbone = build_resnet_pasa_backbone(backbone_cfg(aa_type, depth), ShapeSpec(channels=3))
     report = load_with_report(backbone, converted_path)
-    assert report.missing_keys == [] and report.unexpected_keys == [] and report.incorrect_shapes == []
+    assert (
+        report.missing_keys == [] and report.unexpected_keys == [] and report.incorrect_shapes == []
+    )
     assert_same_stages(model, backbone)
 
 
@@ -139,14 +157,24 @@ def test_authors_pasa_resnet50_converts_and_matches(tmp_path):
     save_as_authors(model, source)
     output = tmp_path / "R-50-pasa.pkl"
     run = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "convert_pretrained.py"), str(source), str(output)],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "convert_pretrained.py"),
+            str(source),
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "maxpool.1.conv.weight -> stem.aa.conv.weight" in run.stdout
     assert "layer2.0.conv3.0.bn.running_var -> res3.0.aa.norm.running_var" in run.stdout
     assert "layer2.0.downsample.1.weight -> res3.0.shortcut.weight" in run.stdout
     assert "dropped  fc.weight (ImageNet classifier)" in run.stdout
-    assert "MODEL.ANTIALIAS.TYPE pasa MODEL.ANTIALIAS.KERNEL_SIZE 3 MODEL.ANTIALIAS.GROUP 8" in run.stdout
+    assert (
+        "MODEL.ANTIALIAS.TYPE pasa MODEL.ANTIALIAS.KERNEL_SIZE 3 MODEL.ANTIALIAS.GROUP 8"
+        in run.stdout
+    )
     with open(output, "rb") as f:
         assert pickle.load(f)["matching_heuristics"] is True
     assert_loads_and_matches(model, str(output), "pasa", 50)
@@ -159,8 +187,10 @@ def test_authors_lpf_resnet18_converts_and_matches(tmp_path):
     conversion = convert_resnet(load_source(str(source)))
     assert conversion.dropped["maxpool.1.filt"].startswith("fixed LPF")
     assert conversion.suggested_config == {
-        "MODEL.RESNETS.RES2_OUT_CHANNELS": 64, "MODEL.RESNETS.DEPTH": 18,
-        "MODEL.ANTIALIAS.TYPE": "lpf", "MODEL.ANTIALIAS.KERNEL_SIZE": 3,
+        "MODEL.RESNETS.RES2_OUT_CHANNELS": 64,
+        "MODEL.RESNETS.DEPTH": 18,
+        "MODEL.ANTIALIAS.TYPE": "lpf",
+        "MODEL.ANTIALIAS.KERNEL_SIZE": 3,
     }
     output = str(tmp_path / "R-18-lpf.pth")
     save_detectron2_checkpoint(conversion.model, output)
@@ -233,8 +263,14 @@ def test_cli_reports_errors_without_traceback(tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("not a checkpoint")
     run = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "convert_pretrained.py"), str(bad), str(tmp_path / "out.pkl")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "convert_pretrained.py"),
+            str(bad),
+            str(tmp_path / "out.pkl"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert run.returncode != 0
     assert "notes.txt" in run.stderr and "Traceback" not in run.stderr

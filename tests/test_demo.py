@@ -1,4 +1,5 @@
 """tools/demo.py: streams files, globs and folders; names unreadable images instead of crashing."""
+
 import os
 import subprocess
 import sys
@@ -9,14 +10,21 @@ from PIL import Image
 from pasa_det.engine.demo import iter_image_paths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml")
+CONFIG = os.path.join(
+    ROOT, "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml"
+)
 
 
 def test_iter_image_paths_expands_dirs_and_globs(tmp_path):
     for name in ("b.png", "a.jpg", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
     paths = list(iter_image_paths([str(tmp_path), str(tmp_path / "*.png"), "single.jpg"]))
-    assert paths == [str(tmp_path / "a.jpg"), str(tmp_path / "b.png"), str(tmp_path / "b.png"), "single.jpg"]
+    assert paths == [
+        str(tmp_path / "a.jpg"),
+        str(tmp_path / "b.png"),
+        str(tmp_path / "b.png"),
+        "single.jpg",
+    ]
 
 
 def test_demo_draws_images_and_names_unreadable_ones(tmp_path):
@@ -24,12 +32,29 @@ def test_demo_draws_images_and_names_unreadable_ones(tmp_path):
     images.mkdir()
     rng = np.random.default_rng(0)
     for i in range(2):
-        Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(images / f"img{i}.png")
+        Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(
+            images / f"img{i}.png"
+        )
     (images / "broken.png").write_bytes(b"not an image")
     run = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--config-file", CONFIG, "--input", str(images),
-         "--output", str(tmp_path / "out"), "--confidence-threshold", "0.0", "MODEL.WEIGHTS", ""],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "demo.py"),
+            "--config-file",
+            CONFIG,
+            "--input",
+            str(images),
+            "--output",
+            str(tmp_path / "out"),
+            "--confidence-threshold",
+            "0.0",
+            "MODEL.WEIGHTS",
+            "",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert sorted(os.listdir(tmp_path / "out")) == ["img0.png", "img1.png"]

@@ -1,5 +1,6 @@
 """pasa_det on detectron2 0.6 and main: the version differences are handled, and
 importing pasa_det changes nothing of detectron2."""
+
 import subprocess
 import sys
 
@@ -14,16 +15,24 @@ from pycocotools import mask as mask_util
 
 from pasa_det.detectron2_versions import fast_cocoeval_available, write_metrics
 
-IMPORT_EVERYTHING = "import pasa_det, pasa_det.engine, pasa_det.evaluation, pasa_det.checkpoint, pasa_det.modeling"
+IMPORT_EVERYTHING = (
+    "import pasa_det, pasa_det.engine, pasa_det.evaluation, pasa_det.checkpoint, pasa_det.modeling"
+)
 
 
 def test_importing_pasa_det_rewrites_no_attribute_of_detectron2():
     # Which detectron2 modules pasa_det uses, then: import those first, snapshot every
     # attribute, import pasa_det, and compare identities.
     listed = subprocess.run(
-        [sys.executable, "-c", f"{IMPORT_EVERYTHING}; import sys; print(' '.join(m for m in sys.modules "
-                               "if m == 'detectron2' or m.startswith('detectron2.')))"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            f"{IMPORT_EVERYTHING}; import sys; print(' '.join(m for m in sys.modules "
+            "if m == 'detectron2' or m.startswith('detectron2.')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert "detectron2.engine.defaults" in listed and "detectron2.engine.train_loop" in listed
     check = f"""
@@ -52,9 +61,9 @@ def test_write_metrics_records_the_losses_at_the_given_iteration():
 
 def test_cityscapesscripts_is_served_under_detectron2_mains_name():
     import cityscapesscripts.helpers.labels as labels
+    from deeplearning.projects.cityscapesApi.cityscapesscripts.helpers import labels as aliased
 
     import pasa_det  # noqa: F401
-    from deeplearning.projects.cityscapesApi.cityscapesscripts.helpers import labels as aliased
 
     assert aliased is labels and aliased.name2label["car"].id == 26
 
@@ -69,8 +78,11 @@ def noisy_predictions(dicts, seed=0):
         boxes, masks, classes, scores = [], [], [], []
         for a in d["annotations"]:
             box = BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
-            mask = mask_util.decode(mask_util.frPyObjects(a["segmentation"], h, w)).max(axis=2) if isinstance(
-                a["segmentation"], list) else mask_util.decode(a["segmentation"])
+            mask = (
+                mask_util.decode(mask_util.frPyObjects(a["segmentation"], h, w)).max(axis=2)
+                if isinstance(a["segmentation"], list)
+                else mask_util.decode(a["segmentation"])
+            )
             for wrong in (False, True):
                 boxes.append(np.asarray(box) + rng.normal(0, 3, 4))
                 masks.append(np.roll(mask, int(rng.integers(-3, 4)), axis=1))
@@ -85,7 +97,9 @@ def noisy_predictions(dicts, seed=0):
     return outputs
 
 
-@pytest.mark.skipif(not fast_cocoeval_available(), reason="this detectron2 is built without its C++ COCOeval")
+@pytest.mark.skipif(
+    not fast_cocoeval_available(), reason="this detectron2 is built without its C++ COCOeval"
+)
 def test_fast_cocoeval_gives_pycocotools_ap_on_the_embedded_set(tmp_path):
     name = "synthetic_instances_val"
     dicts = DatasetCatalog.get(name)
@@ -101,4 +115,7 @@ def test_fast_cocoeval_gives_pycocotools_ap_on_the_embedded_set(tmp_path):
     for task in ("bbox", "segm"):
         assert results[True][task].keys() == results[False][task].keys()
         for metric, value in results[False][task].items():
-            assert results[True][task][metric] == pytest.approx(value, abs=1e-9, nan_ok=True), (task, metric)
+            assert results[True][task][metric] == pytest.approx(value, abs=1e-9, nan_ok=True), (
+                task,
+                metric,
+            )

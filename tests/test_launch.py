@@ -1,5 +1,6 @@
 """A multi-process job ends, promptly and as a whole, when one of its processes fails,
 and says which rank failed and why."""
+
 import os
 import re
 import signal
@@ -16,7 +17,9 @@ from pasa_det.engine import JobFailed, launch
 from pasa_det.engine.interrupt import CheckpointOnSignal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml")
+CONFIG = os.path.join(
+    ROOT, "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml"
+)
 
 
 def alive(pid: int) -> bool:
@@ -83,10 +86,30 @@ def start_two_process_training(tmp_path):
     log = tmp_path / "stderr.txt"
     with open(log, "w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", CONFIG, "--num-gpus", "2",
-             "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.MAX_ITER", "100000",
-             "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "out")],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+            [
+                sys.executable,
+                os.path.join(ROOT, "tools", "train_net.py"),
+                "--config-file",
+                CONFIG,
+                "--num-gpus",
+                "2",
+                "SOLVER.IMS_PER_BATCH",
+                "2",
+                "DATALOADER.NUM_WORKERS",
+                "0",
+                "SOLVER.MAX_ITER",
+                "100000",
+                "SOLVER.CHECKPOINT_PERIOD",
+                "2",
+                "DATASETS.TEST",
+                "()",
+                "OUTPUT_DIR",
+                str(tmp_path / "out"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
         )
     started, deadline = tmp_path / "out" / "last_checkpoint", time.monotonic() + 300
     while not started.exists():
@@ -127,7 +150,9 @@ def test_sigterm_stops_every_rank_with_one_checkpoint_and_exits_143(tmp_path, to
     text = log.read_text()
     assert code == 128 + signal.SIGTERM, text[-3000:]
     saved = (tmp_path / "out" / "last_checkpoint").read_text()
-    assert re.findall(r"stopped after iteration \d+ and saved (\S+);", text) == [str(tmp_path / "out" / saved)]
+    assert re.findall(r"stopped after iteration \d+ and saved (\S+);", text) == [
+        str(tmp_path / "out" / saved)
+    ]
     assert not any(alive(pid) for pid in pids.values())
 
 

@@ -1,10 +1,11 @@
 """PASA and LowPassFilter against the published formulation and hand-computed blurs."""
+
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_pasa import published_pasa, randomize_norms_
 
 from pasa_det.layers import PASA, LowPassFilter, binomial_kernel
-from reference_pasa import published_pasa, randomize_norms_
 
 
 def make_pasa(channels, **kwargs):
@@ -12,7 +13,9 @@ def make_pasa(channels, **kwargs):
 
 
 def reference(m: PASA, x):
-    return published_pasa(x, m.conv.weight, m.norm, m.kernel_size, m.stride, m.group, m.softmax, m.pad_mode)
+    return published_pasa(
+        x, m.conv.weight, m.norm, m.kernel_size, m.stride, m.group, m.softmax, m.pad_mode
+    )
 
 
 @pytest.mark.parametrize("softmax", ["joint", "group"])
@@ -46,7 +49,9 @@ def test_group_softmax_filters_sum_to_one_and_joint_do_not():
             weights = m.filter_weights(F.pad(x, (1,) * 4, mode="reflect"))
         sums = weights.sum(dim=2)  # (N, G, H, W)
         assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5) == per_group_sum_is_one
-        torch.testing.assert_close(sums.sum(dim=1), torch.full_like(sums[:, 0], 1.0 if softmax == "joint" else 4.0))
+        torch.testing.assert_close(
+            sums.sum(dim=1), torch.full_like(sums[:, 0], 1.0 if softmax == "joint" else 4.0)
+        )
 
 
 def test_pasa_on_constant_input_with_group_softmax_is_identity():
@@ -103,7 +108,9 @@ def test_pasa_half_precision_close_to_float32(dtype, atol):
         expected = m(x)
         with torch.autocast("cpu", dtype=dtype):
             autocast_out = m(x)
-            assert m(x.to(dtype)).dtype == dtype  # CPU autocast pads in float32; PASA keeps the input's dtype
+            assert (
+                m(x.to(dtype)).dtype == dtype
+            )  # CPU autocast pads in float32; PASA keeps the input's dtype
         half_out = m.to(dtype)(x.to(dtype))
     assert half_out.dtype == dtype
     for out in (autocast_out, half_out):
@@ -130,7 +137,9 @@ def test_pasa_invalid_arguments(kwargs, name):
 
 
 def test_lowpass_equals_hand_computed_binomial_blur():
-    torch.testing.assert_close(binomial_kernel(3), torch.tensor([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16.0)
+    torch.testing.assert_close(
+        binomial_kernel(3), torch.tensor([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16.0
+    )
     row5 = torch.tensor([1.0, 4, 6, 4, 1])
     torch.testing.assert_close(binomial_kernel(5), torch.outer(row5, row5) / 256)
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
@@ -140,11 +149,17 @@ def test_lowpass_equals_hand_computed_binomial_blur():
     padded = F.pad(x, (1, 1, 1, 1), mode="reflect")[0, 0]
     k = [[1, 2, 1], [2, 4, 2], [1, 2, 1]]
     by_hand = [
-        [sum(k[i][j] * padded[2 * a + i, 2 * b + j].item() for i in range(3) for j in range(3)) / 16 for b in range(2)]
+        [
+            sum(k[i][j] * padded[2 * a + i, 2 * b + j].item() for i in range(3) for j in range(3))
+            / 16
+            for b in range(2)
+        ]
         for a in range(2)
     ]
     torch.testing.assert_close(out[0, 0], torch.tensor(by_hand))
-    assert by_hand[0][0] == pytest.approx((1 * 5 + 2 * 4 + 1 * 5 + 2 * 1 + 4 * 0 + 2 * 1 + 1 * 5 + 2 * 4 + 1 * 5) / 16)
+    assert by_hand[0][0] == pytest.approx(
+        (1 * 5 + 2 * 4 + 1 * 5 + 2 * 1 + 4 * 0 + 2 * 1 + 1 * 5 + 2 * 4 + 1 * 5) / 16
+    )
 
 
 def test_lowpass_is_depthwise_odd_sized_and_not_in_state_dict():
@@ -204,7 +219,9 @@ def test_weighted_subsample_gradcheck_float64():
     weights = torch.rand(2, 2, 9, 3, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, w: WeightedSubsample.apply(a, w, 3, 2), (x, weights))
     weights5 = torch.rand(2, 1, 25, 1, 1, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, w: WeightedSubsample.apply(a, w, 5, 3), (x[:, :, :5, :5], weights5))
+    assert torch.autograd.gradcheck(
+        lambda a, w: WeightedSubsample.apply(a, w, 5, 3), (x[:, :, :5, :5], weights5)
+    )
 
 
 @pytest.mark.parametrize("dtype, atol", [(torch.bfloat16, 0.05), (torch.float16, 0.01)])

@@ -1,5 +1,6 @@
 """The C++ kernel (`pasa_det._C`) and the padded convolution without a padded copy
 (`conv2d_same`), against plain torch ops."""
+
 import itertools
 import os
 
@@ -9,7 +10,12 @@ import torch.nn.functional as F
 
 from pasa_det.layers import PASA
 from pasa_det.layers.padding import _ConvSame, conv2d_same, pad_same
-from pasa_det.layers.pasa import _C, FusedSoftmaxSubsample, native_available, plain_weighted_subsample
+from pasa_det.layers.pasa import (
+    _C,
+    FusedSoftmaxSubsample,
+    native_available,
+    plain_weighted_subsample,
+)
 
 
 def test_auto_impl_without_the_kernel_is_the_torch_path_on_the_cpu():
@@ -33,7 +39,12 @@ def _grads(out, inputs, seed=0):
 @pytest.mark.parametrize(
     "size, kernel_size, stride, pad_mode",
     [
-        *itertools.product([(1, 1), (2, 3), (5, 4), (9, 8), (12, 17)], [1, 3, 5], [1, 2, 3], ["reflect", "replicate"]),
+        *itertools.product(
+            [(1, 1), (2, 3), (5, 4), (9, 8), (12, 17)],
+            [1, 3, 5],
+            [1, 2, 3],
+            ["reflect", "replicate"],
+        ),
         ((30, 41), 3, 2, "zeros"),
     ],
 )
@@ -62,7 +73,9 @@ def test_conv_same_without_bias_and_input_gradient(size):
     expected = F.conv2d(pad_same(x, 1, "reflect"), weight, None, 2)
     got = conv2d_same(x, weight, None, 2, "reflect")
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(_grads(got, (weight,))[0], _grads(expected, (weight,))[0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        _grads(got, (weight,))[0], _grads(expected, (weight,))[0], rtol=1e-4, atol=1e-4
+    )
 
 
 def test_conv_same_under_autocast_computes_in_the_autocast_dtype():
@@ -96,18 +109,26 @@ def _reference_weights(logits, group, kernel_size, joint):
         ((1, 4, 8, 8), 3, 1, 2, False, "reflect"),
     ],
 )
-def test_fused_softmax_subsample_matches_torch_and_gradchecks(shape, kernel_size, stride, group, joint, pad_mode):
+def test_fused_softmax_subsample_matches_torch_and_gradchecks(
+    shape, kernel_size, stride, group, joint, pad_mode
+):
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     out_hw = [(s - 1) // stride + 1 for s in shape[-2:]]
-    logits = torch.randn(shape[0], group * kernel_size**2, *out_hw, dtype=torch.float64, requires_grad=True)
+    logits = torch.randn(
+        shape[0], group * kernel_size**2, *out_hw, dtype=torch.float64, requires_grad=True
+    )
     args = (kernel_size, stride, group, joint, pad_mode, _C)
     got = FusedSoftmaxSubsample.apply(x, logits, *args)
     weights = _reference_weights(logits, group, kernel_size, joint)
-    expected = plain_weighted_subsample(pad_same(x, kernel_size // 2, pad_mode), weights, kernel_size, stride)
+    expected = plain_weighted_subsample(
+        pad_same(x, kernel_size // 2, pad_mode), weights, kernel_size, stride
+    )
     torch.testing.assert_close(got, expected)
     for g, e in zip(_grads(got, (x, logits)), _grads(expected, (x, logits))):
         torch.testing.assert_close(g, e)
-    assert torch.autograd.gradcheck(lambda a, b: FusedSoftmaxSubsample.apply(a, b, *args), (x, logits))
+    assert torch.autograd.gradcheck(
+        lambda a, b: FusedSoftmaxSubsample.apply(a, b, *args), (x, logits)
+    )
 
 
 @pytest.mark.native

@@ -1,4 +1,5 @@
 """Packaging: importing without detectron2, and the shipped config fragment."""
+
 import os
 import subprocess
 import sys

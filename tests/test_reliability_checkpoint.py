@@ -1,5 +1,6 @@
 """SafeCheckpointer: clear errors on missing, truncated, foreign and untrusted
 checkpoints; saves that a crash cannot leave half-written."""
+
 import os
 import pickle
 
@@ -31,7 +32,9 @@ def test_truncated_file_is_named(tmp_path):
     path = tmp_path / "half.pth"
     torch.save({"model": model().state_dict()}, path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=r"half\.pth: truncated, corrupted or not a torch checkpoint"):
+    with pytest.raises(
+        CheckpointError, match=r"half\.pth: truncated, corrupted or not a torch checkpoint"
+    ):
         SafeCheckpointer(model()).load(str(path))
 
 
@@ -45,7 +48,11 @@ def test_garbage_pkl_is_named(tmp_path):
 def test_pickled_objects_are_refused_unless_trusted(tmp_path, capsys):
     path = tmp_path / "objects.pth"
     torch.save({"model": model().state_dict(), "extra": Payload()}, path)
-    with pytest.raises(CheckpointError, match=r"objects\.pth: torch\.load\(weights_only=True\) refused it: it pickles \S*print.*MODEL\.WEIGHTS_TRUST_PICKLE True"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"objects\.pth: torch\.load\(weights_only=True\) refused it: it pickles \S*print"
+        r".*MODEL\.WEIGHTS_TRUST_PICKLE True",
+    ):
         SafeCheckpointer(model()).load(str(path))
     assert "payload ran" not in capsys.readouterr().out
     SafeCheckpointer(model(), trust_pickle=True).load(str(path))
@@ -58,7 +65,10 @@ def test_pkl_with_code_is_refused_and_plain_numpy_pkl_loads(tmp_path, capsys):
     plain, evil = tmp_path / "plain.pkl", tmp_path / "evil.pkl"
     plain.write_bytes(pickle.dumps({"model": weights, "__author__": "test"}))
     evil.write_bytes(pickle.dumps({"model": weights, "__author__": Payload()}))
-    with pytest.raises(CheckpointError, match=r"evil\.pkl: refused to unpickle: it references builtins\.print.*WEIGHTS_TRUST_PICKLE"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"evil\.pkl: refused to unpickle: it references builtins\.print.*WEIGHTS_TRUST_PICKLE",
+    ):
         SafeCheckpointer(model()).load(str(evil))
     assert "payload ran" not in capsys.readouterr().out
     target = model()
@@ -70,7 +80,13 @@ def test_other_architecture_lists_mismatched_shapes_and_loads_partially_on_reque
     path = tmp_path / "five_classes.pth"
     source = model(out=5)
     torch.save({"model": source.state_dict()}, path)
-    with pytest.raises(CheckpointError, match=r"another architecture.*\n  2\.weight: \(5, 8\) in the checkpoint, \(3, 8\) in the model\n  2\.bias: \(5,\) in the checkpoint, \(3,\) in the model\n.*MODEL\.WEIGHTS_ALLOW_PARTIAL True"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"another architecture.*\n"
+        r"  2\.weight: \(5, 8\) in the checkpoint, \(3, 8\) in the model\n"
+        r"  2\.bias: \(5,\) in the checkpoint, \(3,\) in the model\n"
+        r".*MODEL\.WEIGHTS_ALLOW_PARTIAL True",
+    ):
         SafeCheckpointer(model()).load(str(path))
     target = model()
     SafeCheckpointer(target, allow_partial=True).load(str(path))
@@ -80,7 +96,10 @@ def test_other_architecture_lists_mismatched_shapes_and_loads_partially_on_reque
 def test_nothing_matching_is_refused(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"model": {"encoder.weight": torch.zeros(2)}}, path)
-    with pytest.raises(CheckpointError, match=r"no weight of the checkpoint matches the model \(its keys look like: encoder\.weight\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"no weight of the checkpoint matches the model \(its keys look like: encoder\.weight\)",
+    ):
         SafeCheckpointer(model()).load(str(path))
 
 
@@ -88,13 +107,17 @@ def test_backbone_only_checkpoint_loads_without_its_missing_heads(tmp_path):
     path = tmp_path / "backbone.pkl"
     source = model()
     first_layer = {f"0.{k}": v.numpy() for k, v in source[0].state_dict().items()}
-    path.write_bytes(pickle.dumps({"model": first_layer, "__author__": "test", "matching_heuristics": True}))
+    path.write_bytes(
+        pickle.dumps({"model": first_layer, "__author__": "test", "matching_heuristics": True})
+    )
     target = model()
     SafeCheckpointer(target).load(str(path))
     assert torch.equal(target[0].weight, source[0].weight)
 
 
-def test_crash_while_saving_leaves_last_checkpoint_on_the_previous_complete_file(tmp_path, monkeypatch):
+def test_crash_while_saving_leaves_last_checkpoint_on_the_previous_complete_file(
+    tmp_path, monkeypatch
+):
     checkpointer = SafeCheckpointer(model(), str(tmp_path))
     checkpointer.save("model_0000001")
     saved = {k: v.clone() for k, v in checkpointer.model.state_dict().items()}

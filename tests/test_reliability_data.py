@@ -1,5 +1,6 @@
 """Bad dataset files are named; a bad training image is skipped (logged), a bad
 evaluation image stops evaluation."""
+
 import io
 import json
 import logging
@@ -19,12 +20,16 @@ from pasa_det.data.resumable import PositionSeededDataset
 from pasa_det.engine import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml")
+CONFIG = os.path.join(
+    ROOT, "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml"
+)
 
 
 def png_bytes(seed=0):
     buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buffer, "PNG")
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+        buffer, "PNG"
+    )
     return buffer.getvalue()
 
 
@@ -36,8 +41,11 @@ def coco_dataset(tmp_path, name, files, write=None):
         if write is None or write(f):
             (images / f).write_bytes(png_bytes(i))
     annotations = {
-        "images": [{"id": i + 1, "file_name": f, "width": 32, "height": 32} for i, f in enumerate(files)],
-        "annotations": [], "categories": [{"id": 1, "name": "shape"}],
+        "images": [
+            {"id": i + 1, "file_name": f, "width": 32, "height": 32} for i, f in enumerate(files)
+        ],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "shape"}],
     }
     json_file = tmp_path / "annotations.json"
     json_file.write_text(json.dumps(annotations))
@@ -51,13 +59,25 @@ def coco_dataset(tmp_path, name, files, write=None):
 def test_annotation_file_that_is_not_json_is_named(tmp_path):
     json_file, _ = coco_dataset(tmp_path, "reliability_not_json", ["a.png"])
     json_file.write_text("<html>404</html>")
-    with pytest.raises(DatasetError, match=r"'reliability_not_json': annotation file .*annotations\.json is not valid JSON"):
+    with pytest.raises(
+        DatasetError,
+        match=r"'reliability_not_json': annotation file .*annotations\.json is not valid JSON",
+    ):
         load_dataset_dicts(["reliability_not_json"])
 
 
 def test_annotations_referencing_missing_images_are_named(tmp_path):
-    coco_dataset(tmp_path, "reliability_missing_images", ["a.png", "b.png", "c.png"], write=lambda f: f == "a.png")
-    with pytest.raises(DatasetError, match=r"2 of the 3 images referenced by .*annotations\.json do not exist, e\.g\. .*images/b\.png, .*images/c\.png"):
+    coco_dataset(
+        tmp_path,
+        "reliability_missing_images",
+        ["a.png", "b.png", "c.png"],
+        write=lambda f: f == "a.png",
+    )
+    with pytest.raises(
+        DatasetError,
+        match=r"2 of the 3 images referenced by .*annotations\.json do not exist, "
+        r"e\.g\. .*images/b\.png, .*images/c\.png",
+    ):
         load_dataset_dicts(["reliability_missing_images"], filter_empty=False)
 
 
@@ -67,10 +87,15 @@ def test_cityscapes_without_train_id_labels_names_the_folder_and_the_script(tmp_
     (gt / "aachen_000000_000019_gtFine_labelIds.png").write_bytes(png_bytes())
     (tmp_path / "leftImg8bit" / "train").mkdir(parents=True)
     MetadataCatalog.get("reliability_cityscapes").set(
-        image_dir=str(tmp_path / "leftImg8bit" / "train"), gt_dir=str(tmp_path / "gtFine" / "train"),
+        image_dir=str(tmp_path / "leftImg8bit" / "train"),
+        gt_dir=str(tmp_path / "gtFine" / "train"),
         evaluator_type="cityscapes_sem_seg",
     )
-    with pytest.raises(FileNotFoundError, match=r"gtFine/train has no \*_labelTrainIds\.png labels; make them with `python datasets/prepare_cityscapes\.py`"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"gtFine/train has no \*_labelTrainIds\.png labels; "
+        r"make them with `python datasets/prepare_cityscapes\.py`",
+    ):
         prepare_dataset("reliability_cityscapes")
     (gt / "aachen_000000_000019_gtFine_labelTrainIds.png").write_bytes(png_bytes())
     prepare_dataset("reliability_cityscapes")
@@ -92,7 +117,10 @@ def test_bad_training_image_is_logged_and_replaced_deterministically(tmp_path, c
         first = dataset[(0, 0)]
     assert np.array_equal(first, dataset[(0, 0)])
     assert any(np.array_equal(first, read(d)) for d in dicts[1:])
-    assert f"skipped a training image: cannot read {truncated}: OSError: image file is truncated" in caplog.text
+    assert (
+        f"skipped a training image: cannot read {truncated}: OSError: image file is truncated"
+        in caplog.text
+    )
     with pytest.raises(BadImageError, match=f"cannot read {truncated}"):
         PositionSeededDataset(dicts, read, seed=0, skip_bad_images=False)[(0, 0)]
 
@@ -100,7 +128,9 @@ def test_bad_training_image_is_logged_and_replaced_deterministically(tmp_path, c
 def test_bad_evaluation_image_stops_evaluation_naming_it(tmp_path):
     coco_dataset(tmp_path, "reliability_eval_bad_image", ["a.png", "b.png"])
     (tmp_path / "images" / "b.png").write_bytes(b"\x89PNG broken")
-    cfg = load_config(CONFIG, ["DATASETS.TEST", "('reliability_eval_bad_image',)", "DATALOADER.NUM_WORKERS", "0"])
+    cfg = load_config(
+        CONFIG, ["DATASETS.TEST", "('reliability_eval_bad_image',)", "DATALOADER.NUM_WORKERS", "0"]
+    )
     loader = Trainer.build_test_loader(cfg, "reliability_eval_bad_image")
     with pytest.raises(BadImageError, match=r"cannot read .*images/b\.png"):
         list(loader)

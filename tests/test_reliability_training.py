@@ -1,5 +1,6 @@
 """Interruptions lose nothing: SIGINT/SIGTERM checkpoint and resume exactly; a
 non-finite loss stops training without writing the poisoned state."""
+
 import os
 import signal
 import subprocess
@@ -12,19 +13,36 @@ from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 
 from pasa_det.config import load_config
-from pasa_det.engine import Trainer
-from pasa_det.engine import NonFiniteLossError, TrainingInterrupted
+from pasa_det.engine import NonFiniteLossError, Trainer, TrainingInterrupted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml")
-TINY = ["SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.WARMUP_ITERS", "2", "DATASETS.TEST", "()",
-        "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "SOLVER.MAX_ITER", "4"]
+CONFIG = os.path.join(
+    ROOT, "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml"
+)
+TINY = [
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "SOLVER.WARMUP_ITERS",
+    "2",
+    "DATASETS.TEST",
+    "()",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "64",
+    "SOLVER.MAX_ITER",
+    "4",
+]
 
 
 def trainer(output_dir, *opts, resume=False, hooks=()):
     cfg = load_config(CONFIG, [*TINY, "OUTPUT_DIR", str(output_dir), *opts])
     cfg.freeze()
-    seed_all_rng(cfg.SEED)  # as default_setup in tools/train_net.py: the same initial weights every run
+    seed_all_rng(
+        cfg.SEED
+    )  # as default_setup in tools/train_net.py: the same initial weights every run
     t = Trainer(cfg)
     t.register_hooks(list(hooks))
     t.resume_or_load(resume=resume)
@@ -47,16 +65,27 @@ def straight(tmp_path_factory):
     return torch.load(out / "model_final.pth", weights_only=True)["model"]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)]
+)
 def test_signal_checkpoints_and_resume_ends_with_the_same_weights(straight, tmp_path, signum):
-    interrupted = trainer(tmp_path, "SOLVER.CHECKPOINT_PERIOD", "1000",
-                          hooks=[At(1, lambda t: os.kill(os.getpid(), signum))])
+    interrupted = trainer(
+        tmp_path,
+        "SOLVER.CHECKPOINT_PERIOD",
+        "1000",
+        hooks=[At(1, lambda t: os.kill(os.getpid(), signum))],
+    )
     with pytest.raises(TrainingInterrupted) as stop:
         interrupted.train()
-    assert str(stop.value) == (f"{signal.Signals(signum).name} received: stopped after iteration 1 and saved "
-                               f"{tmp_path / 'model_0000001.pth'}; continue with the same command and --resume")
+    assert str(stop.value) == (
+        f"{signal.Signals(signum).name} received: stopped after iteration 1 and saved "
+        f"{tmp_path / 'model_0000001.pth'}; continue with the same command and --resume"
+    )
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
-    assert signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler)  # handlers restored
+    assert signal.getsignal(signum) in (
+        signal.SIG_DFL,
+        signal.default_int_handler,
+    )  # handlers restored
     resumed = trainer(tmp_path, "SOLVER.CHECKPOINT_PERIOD", "1000", resume=True)
     assert resumed.start_iter == 2
     resumed.train()
@@ -77,10 +106,18 @@ def test_non_finite_loss_stops_naming_iteration_and_terms_and_saves_nothing_afte
 
         t.model.forward = nan_mask_loss
 
-    t = trainer(tmp_path, "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.MAX_ITER", "3", hooks=[At(2, poison)])
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at iteration 2: loss_mask=nan\..*the last checkpoint is .*model_0000001\.pth"):
+    t = trainer(
+        tmp_path, "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.MAX_ITER", "3", hooks=[At(2, poison)]
+    )
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"non-finite loss at iteration 2: loss_mask=nan\..*the last checkpoint is .*model_0000001\.pth",
+    ):
         t.train()
-    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".pth")) == ["model_0000000.pth", "model_0000001.pth"]
+    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".pth")) == [
+        "model_0000000.pth",
+        "model_0000001.pth",
+    ]
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
     good = torch.load(tmp_path / "model_0000001.pth", weights_only=True)["model"]
     assert all(torch.isfinite(v).all() for v in good.values() if v.is_floating_point())
@@ -89,12 +126,28 @@ def test_non_finite_loss_stops_naming_iteration_and_terms_and_saves_nothing_afte
 @pytest.mark.slow
 def test_train_net_exits_on_sigterm_with_a_checkpoint_and_how_to_resume(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", CONFIG, *TINY,
-         "SOLVER.MAX_ITER", "1000", "SOLVER.CHECKPOINT_PERIOD", "1000", "OUTPUT_DIR", str(tmp_path)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "train_net.py"),
+            "--config-file",
+            CONFIG,
+            *TINY,
+            "SOLVER.MAX_ITER",
+            "1000",
+            "SOLVER.CHECKPOINT_PERIOD",
+            "1000",
+            "OUTPUT_DIR",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     log = tmp_path / "log.txt"
-    while process.poll() is None and not (log.exists() and "Starting training from iteration 0" in log.read_text()):
+    while process.poll() is None and not (
+        log.exists() and "Starting training from iteration 0" in log.read_text()
+    ):
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)

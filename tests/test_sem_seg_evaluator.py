@@ -29,7 +29,12 @@ def test_scores_from_hand_made_confusion_matrix():
 def test_evaluator_on_the_synthetic_cityscapes_split_scores_perfect_and_constant_predictions():
     name = "synthetic_sem_seg_val"
     dicts = DatasetCatalog.get(name)  # generates the split, then loads it as Cityscapes
-    cfg = load_config(os.path.join(ROOT, "configs/Cityscapes-SemanticSegmentation/semantic_R_50_FPN_poly_90k_bs16_pasa.yaml"))
+    cfg = load_config(
+        os.path.join(
+            ROOT,
+            "configs/Cityscapes-SemanticSegmentation/semantic_R_50_FPN_poly_90k_bs16_pasa.yaml",
+        )
+    )
     evaluator = Trainer.build_evaluator(cfg, name, output_folder=None)
 
     def one_hot(labels):
@@ -44,7 +49,10 @@ def test_evaluator_on_the_synthetic_cityscapes_split_scores_perfect_and_constant
 
     evaluator.reset()
     for d in dicts:
-        evaluator.process([{"file_name": d["file_name"]}], [{"sem_seg": one_hot(np.zeros((d["height"], d["width"]), np.int64))}])
+        evaluator.process(
+            [{"file_name": d["file_name"]}],
+            [{"sem_seg": one_hot(np.zeros((d["height"], d["width"]), np.int64))}],
+        )
     background_only = evaluator.evaluate()["sem_seg"]
     assert background_only["IoU-circle"] == 0 and 0 < background_only["IoU-background"] < 100
     assert math.isclose(background_only["mIoU"], background_only["IoU-background"] / 4)

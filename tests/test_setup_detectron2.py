@@ -1,5 +1,6 @@
 """dev/build_detectron2.py: where it cannot reach detectron2's official source, the
 attempt costs seconds, and a changed local source is rebuilt."""
+
 import importlib.util
 import os
 import socket
@@ -9,7 +10,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build_script():
-    spec = importlib.util.spec_from_file_location("build_detectron2", os.path.join(ROOT, "dev", "build_detectron2.py"))
+    spec = importlib.util.spec_from_file_location(
+        "build_detectron2", os.path.join(ROOT, "dev", "build_detectron2.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -18,11 +21,15 @@ def build_script():
 def test_an_unreachable_source_is_given_up_within_the_timeout():
     script = build_script()
     start = time.monotonic()
-    assert not script.reachable("https://host.invalid/detectron2.git", timeout=2.0)  # never resolves
+    assert not script.reachable(
+        "https://host.invalid/detectron2.git", timeout=2.0
+    )  # never resolves
     with socket.socket() as silent:  # accepts connections and never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        assert not script.reachable(f"https://127.0.0.1:{silent.getsockname()[1]}/detectron2.git", timeout=2.0)
+        assert not script.reachable(
+            f"https://127.0.0.1:{silent.getsockname()[1]}/detectron2.git", timeout=2.0
+        )
     assert time.monotonic() - start < 5.0
 
 

@@ -1,6 +1,7 @@
 """Shift-consistency evaluators on stub models with known answers: a model that is
 exactly shift-equivariant scores full agreement, one that looks at absolute
 position scores measurably less."""
+
 import json
 import os
 
@@ -15,7 +16,12 @@ from pycocotools import mask as mask_util
 
 from pasa_det.config import load_config
 from pasa_det.evaluation import InstanceShiftConsistency, SemSegShiftConsistency
-from pasa_det.evaluation.shift_consistency import label_agreement, match_instances, shared_view, translate
+from pasa_det.evaluation.shift_consistency import (
+    label_agreement,
+    match_instances,
+    shared_view,
+    translate,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = 8
@@ -39,7 +45,9 @@ def semantic_stub(position_dependent: bool):
             labels = (inp["image"][0] > 128).long()
             if position_dependent:
                 labels = snap_to_grid(labels.bool()).long()
-            outputs.append({"sem_seg": torch.nn.functional.one_hot(labels, 2).permute(2, 0, 1).float()})
+            outputs.append(
+                {"sem_seg": torch.nn.functional.one_hot(labels, 2).permute(2, 0, 1).float()}
+            )
         return outputs
 
     return model
@@ -74,7 +82,9 @@ def test_label_agreement_compares_the_overlap_only():
 
 
 def test_equivariant_segmenter_agrees_everywhere():
-    res = semantic_consistency(semantic_stub(False), semantic_inputs(), num_pairs=4, max_shift=16, seed=0)
+    res = semantic_consistency(
+        semantic_stub(False), semantic_inputs(), num_pairs=4, max_shift=16, seed=0
+    )
     assert res["consistency"] == 100.0 and res["pairs"] == 12
 
 
@@ -84,7 +94,9 @@ def test_position_dependent_segmenter_agrees_measurably_less():
     assert res["consistency"] < 97
     again = semantic_consistency(semantic_stub(True), inputs, num_pairs=4, max_shift=16, seed=0)
     assert again == res  # seeded by (seed, file name)
-    other_seed = semantic_consistency(semantic_stub(True), inputs, num_pairs=4, max_shift=16, seed=1)
+    other_seed = semantic_consistency(
+        semantic_stub(True), inputs, num_pairs=4, max_shift=16, seed=1
+    )
     assert other_seed != res
 
 
@@ -100,7 +112,9 @@ def test_translate_and_shared_view():
     a = np.arange(12).reshape(3, 4)
     moved = translate(a, 1, -1)  # right by 1, up by 1
     assert moved.tolist() == [[0, 4, 5, 6], [0, 8, 9, 10], [0, 0, 0, 0]]
-    assert np.array_equal(translate(moved, -1, 1)[shared_view(3, 4, 1, -1)], a[shared_view(3, 4, 1, -1)])
+    assert np.array_equal(
+        translate(moved, -1, 1)[shared_view(3, 4, 1, -1)], a[shared_view(3, 4, 1, -1)]
+    )
     assert shared_view(3, 4, 1, -1) == (slice(1, 3), slice(0, 3))
 
 
@@ -128,20 +142,35 @@ def squares_dataset(tmp_path_factory):
             mask = np.zeros((96, 112), dtype=np.uint8)
             mask[y0 : y0 + size, x0 : x0 + size] = 1
             rle = mask_util.encode(np.asfortranarray(mask))
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-                "segmentation": {"size": [96, 112], "counts": rle["counts"].decode()},
-                "area": float(size * size), "bbox": [x0, y0, size, size],
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "segmentation": {"size": [96, 112], "counts": rle["counts"].decode()},
+                    "area": float(size * size),
+                    "bbox": [x0, y0, size, size],
+                }
+            )
         Image.fromarray(pixels).save(root / f"{image_id}.png")
         images.append({"id": image_id, "file_name": f"{image_id}.png", "height": 96, "width": 112})
     json_file = str(root / "annotations.json")
     with open(json_file, "w") as f:
-        json.dump({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "square"}]}, f)
+        json.dump(
+            {
+                "images": images,
+                "annotations": annotations,
+                "categories": [{"id": 1, "name": "square"}],
+            },
+            f,
+        )
     name = "test_shift_squares"
     if name not in DatasetCatalog.list():
         DatasetCatalog.register(name, lambda: load_coco_json(json_file, str(root), name))
-        MetadataCatalog.get(name).set(json_file=json_file, image_root=str(root), evaluator_type="coco")
+        MetadataCatalog.get(name).set(
+            json_file=json_file, image_root=str(root), evaluator_type="coco"
+        )
     return name
 
 
@@ -153,18 +182,30 @@ def instance_stub(position_dependent: bool):
         for inp in inputs:
             bright = inp["image"].float().mean(dim=0) > 128
             columns = bright.any(dim=0).int()
-            starts = torch.nonzero(torch.diff(columns, prepend=torch.zeros(1, dtype=torch.int32)) == 1).flatten()
-            ends = torch.nonzero(torch.diff(columns, append=torch.zeros(1, dtype=torch.int32)) == -1).flatten() + 1
+            starts = torch.nonzero(
+                torch.diff(columns, prepend=torch.zeros(1, dtype=torch.int32)) == 1
+            ).flatten()
+            ends = (
+                torch.nonzero(
+                    torch.diff(columns, append=torch.zeros(1, dtype=torch.int32)) == -1
+                ).flatten()
+                + 1
+            )
             masks = []
             for s, e in zip(starts.tolist(), ends.tolist()):
                 m = torch.zeros_like(bright)
                 m[:, s:e] = bright[:, s:e]
                 masks.append(snap_to_grid(m) if position_dependent else m)
-            masks = torch.stack(masks) if masks else torch.zeros((0, *bright.shape), dtype=torch.bool)
+            masks = (
+                torch.stack(masks) if masks else torch.zeros((0, *bright.shape), dtype=torch.bool)
+            )
             instances = Instances(tuple(bright.shape))
             instances.pred_masks = masks
             ys, xs = masks.any(dim=2), masks.any(dim=1)
-            boxes = [[x.nonzero().min(), y.nonzero().min(), x.nonzero().max() + 1, y.nonzero().max() + 1] for x, y in zip(xs, ys)]
+            boxes = [
+                [x.nonzero().min(), y.nonzero().min(), x.nonzero().max() + 1, y.nonzero().max() + 1]
+                for x, y in zip(xs, ys)
+            ]
             instances.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
             instances.scores = torch.ones(len(masks))
             instances.pred_classes = torch.zeros(len(masks), dtype=torch.int64)
@@ -175,20 +216,38 @@ def instance_stub(position_dependent: bool):
 
 
 def instance_consistency(dataset_name, model, shifts=(1, 2, 5, 10, 20)):
-    cfg = load_config(os.path.join(ROOT, "configs/Synthetic-InstanceSegmentation/mask_rcnn_R_18_FPN_quick_pasa.yaml"))
-    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "1000", "INPUT.FORMAT", "RGB"])
+    cfg = load_config(
+        os.path.join(
+            ROOT, "configs/Synthetic-InstanceSegmentation/mask_rcnn_R_18_FPN_quick_pasa.yaml"
+        )
+    )
+    cfg.merge_from_list(
+        ["INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "1000", "INPUT.FORMAT", "RGB"]
+    )
     evaluator = InstanceShiftConsistency(model, dataset_name, cfg, shifts=shifts)
     evaluator.reset()
     for d in DatasetCatalog.get(dataset_name):
-        inp = {"file_name": d["file_name"], "image_id": d["image_id"], "height": d["height"], "width": d["width"]}
-        inp["image"] = torch.from_numpy(np.asarray(Image.open(d["file_name"]).convert("RGB")).transpose(2, 0, 1).copy())
+        inp = {
+            "file_name": d["file_name"],
+            "image_id": d["image_id"],
+            "height": d["height"],
+            "width": d["width"],
+        }
+        inp["image"] = torch.from_numpy(
+            np.asarray(Image.open(d["file_name"]).convert("RGB")).transpose(2, 0, 1).copy()
+        )
         evaluator.process([inp], model([inp]))
     return evaluator.evaluate()["shift_consistency"]
 
 
 def test_equivariant_instance_model_keeps_ap_and_instances_at_every_shift(squares_dataset):
     res = instance_consistency(squares_dataset, instance_stub(False))
-    aps = {k: v for k, v in res.items() if k.startswith("segm_AP_") and k[8:].rstrip("0123456789") in ("", "right", "left", "up", "down")}
+    aps = {
+        k: v
+        for k, v in res.items()
+        if k.startswith("segm_AP_")
+        and k[8:].rstrip("0123456789") in ("", "right", "left", "up", "down")
+    }
     assert len(aps) == 21 and set(aps.values()) == {100.0}
     assert res["segm_AP_spread"] == 0 and res["bbox_AP_spread"] == 0
     assert res["mask_iou"] == 100 and res["class_agreement"] == 100 and res["unmatched"] == 0

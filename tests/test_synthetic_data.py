@@ -1,4 +1,5 @@
 """The embedded synthetic set: deterministic, valid COCO, occlusions, aliasing textures."""
+
 import json
 
 import numpy as np
@@ -16,7 +17,9 @@ def test_split_is_deterministic_and_valid_coco(tmp_path):
     write_instance_split(str(tmp_path / "b"), 12, seed=3, height=96, width=128)
     a = json.loads((tmp_path / "a" / "annotations.json").read_text())
     assert a == json.loads((tmp_path / "b" / "annotations.json").read_text())
-    assert (tmp_path / "a/images/000007.png").read_bytes() == (tmp_path / "b/images/000007.png").read_bytes()
+    assert (tmp_path / "a/images/000007.png").read_bytes() == (
+        tmp_path / "b/images/000007.png"
+    ).read_bytes()
     assert [c["name"] for c in a["categories"]] == list(CLASSES)
     assert {ann["category_id"] for ann in a["annotations"]} == {1, 2, 3}
     per_image = {}
@@ -50,6 +53,8 @@ def test_registered_split_has_metadata_for_coco_evaluation():
 
 
 def test_missing_real_dataset_names_the_path_and_what_to_do(tmp_path):
-    MetadataCatalog.get("coco_missing_test").set(json_file=str(tmp_path / "coco/annotations/x.json"), image_root=str(tmp_path))
+    MetadataCatalog.get("coco_missing_test").set(
+        json_file=str(tmp_path / "coco/annotations/x.json"), image_root=str(tmp_path)
+    )
     with pytest.raises(FileNotFoundError, match=r"coco/annotations/x\.json.*datasets/README\.md"):
         prepare_dataset("coco_missing_test")

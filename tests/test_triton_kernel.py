@@ -1,14 +1,16 @@
 """PASA's Triton kernels (`pasa_det.layers.pasa_triton`) against plain torch ops.
 Without a GPU they run through Triton's interpreter on CPU tensors (conftest.py)."""
+
 import pytest
 import torch
 
-from pasa_det.layers import PASA
-from pasa_det.layers import pasa_triton
+from pasa_det.layers import PASA, pasa_triton
 from pasa_det.layers.padding import PAD_MODES, pad_same
 from pasa_det.layers.pasa import plain_weighted_subsample
 
-pytestmark = pytest.mark.skipif(not pasa_triton.triton_available(), reason="triton is not installed")
+pytestmark = pytest.mark.skipif(
+    not pasa_triton.triton_available(), reason="triton is not installed"
+)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -16,7 +18,9 @@ def _reference(x, logits, kernel_size, stride, group, joint, pad_mode):
     n, _, h, w = logits.shape
     shape = (n, group, kernel_size**2, h, w)
     weights = logits.softmax(1).view(shape) if joint else logits.view(shape).softmax(2)
-    return plain_weighted_subsample(pad_same(x, kernel_size // 2, pad_mode), weights, kernel_size, stride), weights
+    return plain_weighted_subsample(
+        pad_same(x, kernel_size // 2, pad_mode), weights, kernel_size, stride
+    ), weights
 
 
 @pytest.mark.parametrize(
@@ -30,32 +34,56 @@ def _reference(x, logits, kernel_size, stride, group, joint, pad_mode):
         ((1, 4, 3, 3), 5, 2, 2, True, "replicate"),
     ],
 )
-def test_forward_filters_and_gradients_match_plain_ops(shape, kernel_size, stride, group, joint, pad_mode):
+def test_forward_filters_and_gradients_match_plain_ops(
+    shape, kernel_size, stride, group, joint, pad_mode
+):
     x = torch.randn(*shape, dtype=torch.float64, device=DEVICE, requires_grad=True)
     out_hw = [(s - 1) // stride + 1 for s in shape[-2:]]
-    logits = torch.randn(shape[0], group * kernel_size**2, *out_hw, dtype=torch.float64, device=DEVICE,
-                         requires_grad=True)
+    logits = torch.randn(
+        shape[0],
+        group * kernel_size**2,
+        *out_hw,
+        dtype=torch.float64,
+        device=DEVICE,
+        requires_grad=True,
+    )
     expected, weights = _reference(x, logits, kernel_size, stride, group, joint, pad_mode)
     grad_y = torch.randn_like(expected)
     expected_grads = torch.autograd.grad(expected, (x, logits), grad_y)
     mode = PAD_MODES.index(pad_mode)
-    y, kept = pasa_triton.pasa_forward(x.float().detach(), logits.float().detach(), kernel_size, stride, group,
-                                       joint, mode, True)
-    grads = pasa_triton.pasa_backward(grad_y.float(), x.float().detach(), kept, kernel_size, stride, group, joint, mode)
+    y, kept = pasa_triton.pasa_forward(
+        x.float().detach(), logits.float().detach(), kernel_size, stride, group, joint, mode, True
+    )
+    grads = pasa_triton.pasa_backward(
+        grad_y.float(), x.float().detach(), kept, kernel_size, stride, group, joint, mode
+    )
     tolerance = dict(rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(y.double(), expected, **tolerance)
     torch.testing.assert_close(kept.double(), weights, **tolerance)
     for got, want in zip(grads, expected_grads):
         torch.testing.assert_close(got.double(), want, **tolerance)
-    assert pasa_triton.pasa_forward(x.float().detach(), logits.float().detach(), kernel_size, stride, group,
-                                    joint, mode, False)[1] is None
+    assert (
+        pasa_triton.pasa_forward(
+            x.float().detach(),
+            logits.float().detach(),
+            kernel_size,
+            stride,
+            group,
+            joint,
+            mode,
+            False,
+        )[1]
+        is None
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_inputs_accumulate_in_float32(dtype):
     x = torch.randn(1, 16, 12, 10, device=DEVICE)
     logits = torch.randn(1, 72, 6, 5, device=DEVICE)
-    expected, _ = _reference(x.to(dtype).double(), logits.to(dtype).double(), 3, 2, 8, True, "reflect")
+    expected, _ = _reference(
+        x.to(dtype).double(), logits.to(dtype).double(), 3, 2, 8, True, "reflect"
+    )
     y, _ = pasa_triton.pasa_forward(x.to(dtype), logits.to(dtype), 3, 2, 8, True, 0, False)
     assert y.dtype == dtype
     torch.testing.assert_close(y.double(), expected, rtol=0.01, atol=0.01)

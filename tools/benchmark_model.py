@@ -10,6 +10,7 @@ on CUDA the full size 800x1344 (--height/--width set both models' input).
     python tools/benchmark_model.py --output model_benchmark.json
     python tools/benchmark_model.py --device cuda --height 800 --width 1344
 """
+
 import argparse
 import json
 
@@ -19,7 +20,9 @@ from pasa_det.utils.model_benchmark import AA_TYPES, MODELS, benchmark_models
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     cuda = torch.cuda.is_available()
     parser.add_argument("--device", default="cuda" if cuda else "cpu")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
@@ -34,17 +37,25 @@ def main(argv=None):
     width = args.width or (1344 if on_cuda else 544)
     results = {}
     print(f"device={args.device} input={args.batch}x3x{height}x{width} repeats={args.repeats}")
-    print(f"{'model':<24}{'aa':<6}{'params M':>9}{'GFLOPs':>8}{'x none':>7}{'infer s/img':>12}{'x none':>7}"
-          f"{'train s/it':>11}{'x none':>7}  unsupported ops")
+    print(
+        f"{'model':<24}{'aa':<6}{'params M':>9}{'GFLOPs':>8}{'x none':>7}{'infer s/img':>12}{'x none':>7}"
+        f"{'train s/it':>11}{'x none':>7}  unsupported ops"
+    )
     for key in args.models:
         results[key] = benchmark_models(key, args.batch, height, width, args.repeats, args.device)
         for aa in AA_TYPES:
             r = results[key][aa]
-            print(f"{key:<24}{aa:<6}{r['params'] / 1e6:9.2f}{r['flops'] / 1e9:8.1f}{r['flops_vs_none']:7.3f}"
-                  f"{r['inference_s_per_image']:12.3f}{r['inference_s_per_image_vs_none']:7.3f}"
-                  f"{r['train_s_per_iter']:11.3f}{r['train_s_per_iter_vs_none']:7.3f}  {sorted(r['unsupported_ops'])}")
+            print(
+                f"{key:<24}{aa:<6}{r['params'] / 1e6:9.2f}{r['flops'] / 1e9:8.1f}{r['flops_vs_none']:7.3f}"
+                f"{r['inference_s_per_image']:12.3f}{r['inference_s_per_image_vs_none']:7.3f}"
+                f"{r['train_s_per_iter']:11.3f}{r['train_s_per_iter_vs_none']:7.3f}  {sorted(r['unsupported_ops'])}"
+            )
     if args.output:
-        meta = {"device": args.device, "input": [args.batch, 3, height, width], "repeats": args.repeats}
+        meta = {
+            "device": args.device,
+            "input": [args.batch, 3, height, width],
+            "repeats": args.repeats,
+        }
         with open(args.output, "w") as f:
             json.dump({"config": meta, "results": results}, f, indent=1)
 

@@ -6,14 +6,22 @@
 Then train with MODEL.WEIGHTS R-101-pasa-k3.pkl and a config that merges
 configs/Base-Torchvision-Weights.yaml (RGB input, ImageNet mean/std, stride in the 3x3).
 """
+
 import argparse
 import sys
 
-from pasa_det.checkpoint import CheckpointFormatError, convert_resnet, load_source, save_detectron2_checkpoint
+from pasa_det.checkpoint import (
+    CheckpointFormatError,
+    convert_resnet,
+    load_source,
+    save_detectron2_checkpoint,
+)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("input", help="torchvision-layout checkpoint (.pth/.pth.tar)")
     parser.add_argument("output", help="detectron2 checkpoint to write (.pkl or .pth)")
     parser.add_argument(
@@ -34,7 +42,9 @@ def main(argv=None):
     save_detectron2_checkpoint(conversion.model, args.output)
     print(f"\nwrote {len(conversion.model)} tensors to {args.output}")
     if conversion.suggested_config:
-        print("load it with: " + " ".join(f"{k} {v}" for k, v in conversion.suggested_config.items()))
+        print(
+            "load it with: " + " ".join(f"{k} {v}" for k, v in conversion.suggested_config.items())
+        )
 
 
 if __name__ == "__main__":

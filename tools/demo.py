@@ -4,6 +4,7 @@
     python tools/demo.py --config-file configs/…yaml --input 'photos/*.jpg' img.png some_dir/ \
         --output out/ MODEL.WEIGHTS output/model_final.pth
 """
+
 import argparse
 import sys
 
@@ -15,9 +16,13 @@ from pasa_det.engine.demo import run_demo
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument("--input", nargs="+", required=True, help="image files, glob patterns or directories")
+    parser.add_argument(
+        "--input", nargs="+", required=True, help="image files, glob patterns or directories"
+    )
     parser.add_argument("--output", required=True, help="directory for the drawn images")
     parser.add_argument("--confidence-threshold", type=float, default=0.5)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE …")
@@ -30,7 +35,10 @@ def main(argv=None):
         written, skipped = run_demo(cfg, args.input, args.output, args.confidence_threshold)
     except (ConfigError, CheckpointError) as e:
         sys.exit(f"error: {e}")
-    print(f"wrote {written} images to {args.output}" + (f"; skipped {skipped} unreadable" if skipped else ""))
+    print(
+        f"wrote {written} images to {args.output}"
+        + (f"; skipped {skipped} unreadable" if skipped else "")
+    )
     return 0 if written or not skipped else 1
 
 

@@ -4,6 +4,7 @@ COCO box and mask AP, save the metrics as JSON and draw predictions on validatio
 
     python tools/quickstart.py [--config-file …] [KEY VALUE …]
 """
+
 import json
 import os
 import time
@@ -18,7 +19,9 @@ from pasa_det.evaluation import json_ready
 
 DEFAULT_CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml",
+    "configs",
+    "Synthetic-InstanceSegmentation",
+    "mask_rcnn_R_18_FPN_quick_pasa.yaml",
 )
 DEMO_IMAGES = 8
 

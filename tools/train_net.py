@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train or evaluate an anti-aliased detectron2 model.
 
-    python tools/train_net.py --config-file configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_pasa.yaml --num-gpus 8
+    python tools/train_net.py --num-gpus 8 \
+        --config-file configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_pasa.yaml
     python tools/train_net.py --config-file … --eval-only MODEL.WEIGHTS output/model_final.pth
     python tools/train_net.py --config-file … --resume            # continue from OUTPUT_DIR/last_checkpoint
 
@@ -13,6 +14,7 @@ SIGTERM during training saves a checkpoint after the current iteration and exits
 128 + the signal number; --resume continues from it. When one process of a multi-process
 run fails, the others are stopped and the error of each failed rank is printed.
 """
+
 import sys
 
 from detectron2.engine import default_argument_parser
@@ -22,7 +24,14 @@ from detectron2.utils import comm
 from pasa_det.checkpoint import CheckpointError, SafeCheckpointer
 from pasa_det.config import ConfigError
 from pasa_det.data.checks import DatasetError
-from pasa_det.engine import JobFailed, NonFiniteLossError, Trainer, TrainingInterrupted, launch, setup_cfg
+from pasa_det.engine import (
+    JobFailed,
+    NonFiniteLossError,
+    Trainer,
+    TrainingInterrupted,
+    launch,
+    setup_cfg,
+)
 
 
 def main(args):
@@ -40,7 +49,9 @@ def run(args):
     cfg = setup_cfg(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        SafeCheckpointer.from_config(cfg, model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        SafeCheckpointer.from_config(cfg, model, cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)

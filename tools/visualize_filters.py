@@ -6,6 +6,7 @@ per-group maps and the mean filter per group, plus a JSON of the numbers.
     python tools/visualize_filters.py --config-file configs/…yaml --input img.png 'more/*.jpg' \
         --output filters/ [--sites stem.aa,res4.0.aa] MODEL.WEIGHTS output/model_final.pth
 """
+
 import argparse
 import os
 import sys
@@ -17,12 +18,21 @@ from pasa_det.utils.filter_figures import visualize_filters
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument("--input", nargs="+", required=True, help="image files, glob patterns or directories")
-    parser.add_argument("--output", required=True, help="directory for the figures and filters.json")
     parser.add_argument(
-        "--sites", action="extend", type=lambda v: [s for s in v.split(",") if s], metavar="NAME[,NAME…]",
+        "--input", nargs="+", required=True, help="image files, glob patterns or directories"
+    )
+    parser.add_argument(
+        "--output", required=True, help="directory for the figures and filters.json"
+    )
+    parser.add_argument(
+        "--sites",
+        action="extend",
+        type=lambda v: [s for s in v.split(",") if s],
+        metavar="NAME[,NAME…]",
         help="PASA modules to show, by full name or its end (stem.aa, res3.0.shortcut_aa, top_block.aa; "
         "aa: every main-path filter); default: all",
     )
@@ -33,8 +43,10 @@ def main(argv=None):
     cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
     result = visualize_filters(cfg, args.input, args.output, args.sites, args.alpha)
-    print(f"wrote figures for {len(result['images'])} images and {os.path.join(args.output, 'filters.json')}"
-          + (f"; skipped {len(result['skipped'])} unreadable" if result["skipped"] else ""))
+    print(
+        f"wrote figures for {len(result['images'])} images and {os.path.join(args.output, 'filters.json')}"
+        + (f"; skipped {len(result['skipped'])} unreadable" if result["skipped"] else "")
+    )
     return 0 if result["images"] or not result["skipped"] else 1
 
 

@@ -1,4 +1,5 @@
 """Checkpoint conversion for pretrained ImageNet weights, and checked loading and saving."""
+
 from .loading import CheckpointError, SafeCheckpointer, load_checkpoint
 from .pretrained import (
     CheckpointFormatError,
@@ -9,4 +10,12 @@ from .pretrained import (
 )
 
 __all__ = [
-    "CheckpointError", "SafeCheckpointer", "load_checkpoint", "CheckpointFormatError", "Conversion", "convert_resnet", "load_source", "save_detectron2_checkpoint"]
+    "CheckpointError",
+    "SafeCheckpointer",
+    "load_checkpoint",
+    "CheckpointFormatError",
+    "Conversion",
+    "convert_resnet",
+    "load_source",
+    "save_detectron2_checkpoint",
+]

@@ -1,5 +1,6 @@
 """detectron2's DetectionCheckpointer with clear errors on bad checkpoints, safe
 unpickling, and saves that never leave a partial file behind."""
+
 import logging
 import os
 import pickle
@@ -54,7 +55,9 @@ def _check_plain_pickle(path: str) -> None:
                 ) from None
             raise CheckpointError(f"{path}: truncated or not a pickle file ({e})") from None
         except (EOFError, ValueError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"{path}: truncated or not a pickle file ({type(e).__name__}: {e})") from None
+            raise CheckpointError(
+                f"{path}: truncated or not a pickle file ({type(e).__name__}: {e})"
+            ) from None
 
 
 class SafeCheckpointer(DetectionCheckpointer):
@@ -80,13 +83,20 @@ class SafeCheckpointer(DetectionCheckpointer):
 
     @classmethod
     def from_config(cls, cfg, model, save_dir="", **kwargs):
-        return cls(model, save_dir, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
-                   trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE, **kwargs)
+        return cls(
+            model,
+            save_dir,
+            allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
+            trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE,
+            **kwargs,
+        )
 
     # ---- loading ----
     def load(self, path, *args, **kwargs):
         if path and "://" not in path and not os.path.isfile(path):
-            raise CheckpointError(f"{path}: no such checkpoint file (MODEL.WEIGHTS, or the file last_checkpoint names)")
+            raise CheckpointError(
+                f"{path}: no such checkpoint file (MODEL.WEIGHTS, or the file last_checkpoint names)"
+            )
         return super().load(path, *args, **kwargs)
 
     def _load_file(self, filename):
@@ -105,7 +115,9 @@ class SafeCheckpointer(DetectionCheckpointer):
                     f"{filename}: torch.load(weights_only=True) refused it: it pickles {refused.group(1)}, "
                     f"an object that is not a tensor or a plain container. {_TRUST_HINT}"
                 ) from None
-            raise CheckpointError(f"{filename}: truncated or corrupted checkpoint ({str(e).splitlines()[0]})") from None
+            raise CheckpointError(
+                f"{filename}: truncated or corrupted checkpoint ({str(e).splitlines()[0]})"
+            ) from None
         except (RuntimeError, EOFError, KeyError, ValueError, OSError) as e:
             raise CheckpointError(
                 f"{filename}: truncated, corrupted or not a torch checkpoint ({type(e).__name__}: "
@@ -120,11 +132,16 @@ class SafeCheckpointer(DetectionCheckpointer):
         # BN step counters change no output here (detectron2's norms use a fixed momentum).
         # Checkpoints made for 0.6's FrozenBatchNorm2d (and converted ones) carry none, while
         # detectron2 main keeps a BN's counter when it freezes it: not worth a warning.
-        incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if not k.endswith(".num_batches_tracked")]
+        incompatible.missing_keys[:] = [
+            k for k in incompatible.missing_keys if not k.endswith(".num_batches_tracked")
+        ]
         if self.allow_partial:
             return incompatible
         if incompatible.incorrect_shapes:
-            lines = "\n".join(f"  {k}: {a} in the checkpoint, {b} in the model" for k, a, b in incompatible.incorrect_shapes)
+            lines = "\n".join(
+                f"  {k}: {a} in the checkpoint, {b} in the model"
+                for k, a, b in incompatible.incorrect_shapes
+            )
             raise CheckpointError(
                 f"the checkpoint was made for another architecture: {len(incompatible.incorrect_shapes)} of "
                 f"its weights have other shapes than the model's:\n{lines}\nCheck MODEL.* (e.g. "
@@ -132,7 +149,11 @@ class SafeCheckpointer(DetectionCheckpointer):
                 "initialised (fine-tuning with other classes), set MODEL.WEIGHTS_ALLOW_PARTIAL True."
             )
         # pixel_mean/std come from the config, not the checkpoint.
-        loaded = set(self.model.state_dict()) - set(incompatible.missing_keys) - {"pixel_mean", "pixel_std"}
+        loaded = (
+            set(self.model.state_dict())
+            - set(incompatible.missing_keys)
+            - {"pixel_mean", "pixel_std"}
+        )
         if not loaded:
             sample = ", ".join(sorted(incompatible.unexpected_keys)[:5])
             raise CheckpointError(
@@ -161,8 +182,10 @@ class SafeCheckpointer(DetectionCheckpointer):
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):
-        _write_atomically(os.path.join(self.save_dir, "last_checkpoint"),
-                          lambda f: f.write(last_filename_basename.encode()))
+        _write_atomically(
+            os.path.join(self.save_dir, "last_checkpoint"),
+            lambda f: f.write(last_filename_basename.encode()),
+        )
 
 
 def _write_atomically(path: str, write) -> None:
@@ -184,4 +207,6 @@ def _write_atomically(path: str, write) -> None:
 def load_checkpoint(cfg, model, path=None):
     """Load `path` (default MODEL.WEIGHTS) into `model` for inference, checked as
     `SafeCheckpointer` checks it."""
-    return SafeCheckpointer.from_config(cfg, model).load(cfg.MODEL.WEIGHTS if path is None else path)
+    return SafeCheckpointer.from_config(cfg, model).load(
+        cfg.MODEL.WEIGHTS if path is None else path
+    )

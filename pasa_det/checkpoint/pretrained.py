@@ -1,5 +1,6 @@
 """Convert torchvision-layout ImageNet ResNets (the PASA authors' and plain
 torchvision checkpoints) into detectron2 backbone checkpoints."""
+
 import os
 import pickle
 import re
@@ -77,7 +78,11 @@ def load_source(path: str, fmt: str = None) -> Dict[str, torch.Tensor]:
             "re-save just its state_dict from a trusted environment."
         ) from None
     if fmt is None:
-        fmt = "seed" if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) else "torchvision"
+        fmt = (
+            "seed"
+            if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict)
+            else "torchvision"
+        )
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
     state = obj.get("state_dict") if fmt == "seed" and isinstance(obj, dict) else obj
@@ -88,9 +93,11 @@ def load_source(path: str, fmt: str = None) -> Dict[str, torch.Tensor]:
         )
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
-            raise CheckpointFormatError(f"{path}: key {key!r} holds a {type(value).__name__}, not a tensor")
+            raise CheckpointFormatError(
+                f"{path}: key {key!r} holds a {type(value).__name__}, not a tensor"
+            )
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -113,7 +120,9 @@ def _check_binomial(key: str, value: torch.Tensor, path: str) -> None:
     size = value.shape[-1]
     expected = binomial_kernel(size).expand_as(value)
     if value.dim() != 4 or not torch.allclose(value.float(), expected, atol=1e-6):
-        raise CheckpointFormatError(f"{path}: {key!r} is not the normalised {size}x{size} binomial filter of an LPF model")
+        raise CheckpointFormatError(
+            f"{path}: {key!r} is not the normalised {size}x{size} binomial filter of an LPF model"
+        )
 
 
 def _suggest_config(model: Dict[str, torch.Tensor], blocks_per_stage) -> Dict[str, object]:
@@ -129,8 +138,13 @@ def _suggest_config(model: Dict[str, torch.Tensor], blocks_per_stage) -> Dict[st
     filters = [k for k in model if k.endswith("aa.conv.weight")]
     if filters:
         taps, _, k, _ = model[filters[0]].shape
-        config.update({"MODEL.ANTIALIAS.TYPE": "pasa", "MODEL.ANTIALIAS.KERNEL_SIZE": k,
-                       "MODEL.ANTIALIAS.GROUP": taps // (k * k)})
+        config.update(
+            {
+                "MODEL.ANTIALIAS.TYPE": "pasa",
+                "MODEL.ANTIALIAS.KERNEL_SIZE": k,
+                "MODEL.ANTIALIAS.GROUP": taps // (k * k),
+            }
+        )
     return config
 
 
@@ -163,11 +177,14 @@ def convert_resnet(state: Dict[str, torch.Tensor], path: str = "<state dict>") -
     if not result.mapped:
         raise CheckpointFormatError(f"{path}: holds no ResNet weights")
     blocks_per_stage = tuple(
-        len({k.split(".")[1] for k in result.model if k.startswith(f"res{s}.")}) for s in range(2, 6)
+        len({k.split(".")[1] for k in result.model if k.startswith(f"res{s}.")})
+        for s in range(2, 6)
     )
     result.suggested_config = _suggest_config(result.model, blocks_per_stage)
     if lpf_sizes:
-        result.suggested_config.update({"MODEL.ANTIALIAS.TYPE": "lpf", "MODEL.ANTIALIAS.KERNEL_SIZE": max(lpf_sizes)})
+        result.suggested_config.update(
+            {"MODEL.ANTIALIAS.TYPE": "lpf", "MODEL.ANTIALIAS.KERNEL_SIZE": max(lpf_sizes)}
+        )
     return result
 
 

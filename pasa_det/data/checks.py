@@ -1,4 +1,5 @@
 """Dataset checks that turn bad files into errors naming them."""
+
 import json
 import logging
 import os
@@ -31,7 +32,9 @@ def map_naming_file(mapper, dataset_dict):
     try:
         return mapper(dataset_dict)
     except IMAGE_ERRORS as e:
-        files = ", ".join(dataset_dict[k] for k in ("file_name", "sem_seg_file_name") if k in dataset_dict)
+        files = ", ".join(
+            dataset_dict[k] for k in ("file_name", "sem_seg_file_name") if k in dataset_dict
+        )
         raise BadImageError(f"cannot read {files}: {type(e).__name__}: {e}") from e
 
 
@@ -54,8 +57,12 @@ def _json_error(names, error: Exception) -> DatasetError:
                 with open(json_file) as f:
                     json.load(f)
             except (ValueError, UnicodeDecodeError) as e:
-                return DatasetError(f"dataset '{name}': annotation file {json_file} is not valid JSON ({e})")
-    return DatasetError(f"cannot load dataset(s) {', '.join(names)}: {type(error).__name__}: {error}")
+                return DatasetError(
+                    f"dataset '{name}': annotation file {json_file} is not valid JSON ({e})"
+                )
+    return DatasetError(
+        f"cannot load dataset(s) {', '.join(names)}: {type(error).__name__}: {error}"
+    )
 
 
 def check_images_exist(dicts, names) -> None:

@@ -1,4 +1,5 @@
 """Make sure a registered dataset's files are there before anything reads them."""
+
 import os
 
 from detectron2.data import MetadataCatalog

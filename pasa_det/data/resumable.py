@@ -7,6 +7,7 @@ sample has a global position; the permutation of each epoch and the augmentation
 of each sample are functions of (seed, position) only, so the stream can start at
 any position and reproduce the same batches.
 """
+
 import logging
 import random
 import signal
@@ -24,7 +25,9 @@ logger = logging.getLogger(__name__)
 
 def derive_seed(*parts: int) -> int:
     """A 31-bit seed mixed from integers (stable across processes and runs)."""
-    return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
+    return int(
+        np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(1)[0] & 0x7FFFFFFF
+    )
 
 
 class ResumableTrainingSampler(Sampler):
@@ -63,7 +66,12 @@ class PositionSeededDataset(Dataset):
     workers do not blow up its memory by touching Python objects."""
 
     def __init__(self, dicts, mapper, seed: int, skip_bad_images: bool = False):
-        self.dicts, self.mapper, self.seed, self.skip_bad_images = dicts, mapper, seed, skip_bad_images
+        self.dicts, self.mapper, self.seed, self.skip_bad_images = (
+            dicts,
+            mapper,
+            seed,
+            skip_bad_images,
+        )
         self._worker_signals_set = False
 
     def __len__(self):
@@ -94,7 +102,9 @@ class PositionSeededDataset(Dataset):
             if mapped is not None:
                 return mapped
             index = fallback.randrange(len(self.dicts))
-        raise RuntimeError("the mapper dropped (or could not read) every sample of the training set")
+        raise RuntimeError(
+            "the mapper dropped (or could not read) every sample of the training set"
+        )
 
 
 class ResumableLoader:

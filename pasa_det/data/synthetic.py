@@ -6,6 +6,7 @@ occlusions. The backgrounds are near-Nyquist gratings plus noise: subsampling th
 without a low-pass filter folds their energy into false low frequencies, which is
 what anti-aliasing is meant to prevent.
 """
+
 import json
 import os
 import shutil
@@ -37,7 +38,9 @@ def textured_background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return image
 
 
-def shape_mask(kind: str, h: int, w: int, cx: float, cy: float, size: float, angle: float) -> np.ndarray:
+def shape_mask(
+    kind: str, h: int, w: int, cx: float, cy: float, size: float, angle: float
+) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
     if kind == "circle":
         return (xx - cx) ** 2 + (yy - cy) ** 2 <= (size / 2) ** 2
@@ -107,7 +110,9 @@ def _write_atomically(root: str, marker: str, write: Callable[[str], None]) -> N
         raise
 
 
-def write_instance_split(root: str, num_images: int, seed: int, height: int = 160, width: int = 160) -> None:
+def write_instance_split(
+    root: str, num_images: int, seed: int, height: int = 160, width: int = 160
+) -> None:
     """COCO format: `root/images/*.png` and `root/annotations.json` with RLE masks."""
 
     def write(folder):
@@ -119,10 +124,14 @@ def write_instance_split(root: str, num_images: int, seed: int, height: int = 16
             pixels, instances = render_image(rng, height, width)
             file_name = f"{image_id:06d}.png"
             Image.fromarray(pixels).save(os.path.join(folder, "images", file_name))
-            images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+            images.append(
+                {"id": image_id, "file_name": file_name, "height": height, "width": width}
+            )
             for kind, mask in instances:
                 annotations.append(coco_annotation(mask, kind, image_id, len(annotations) + 1))
-        categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)]
+        categories = [
+            {"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)
+        ]
         with open(os.path.join(folder, "annotations.json"), "w") as f:
             json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
 
@@ -137,7 +146,9 @@ SEMANTIC_CITY = "synthville"
 CITYSCAPES_LABEL_IDS = {"circle": 24, "square": 26, "triangle": 33}
 
 
-def write_semantic_split(root: str, split: str, num_images: int, seed: int, height: int = 160, width: int = 160) -> None:
+def write_semantic_split(
+    root: str, split: str, num_images: int, seed: int, height: int = 160, width: int = 160
+) -> None:
     """Cityscapes layout under `root`: `leftImg8bit/<split>/<city>/*_leftImg8bit.png` and
     `gtFine/<split>/<city>/*_gtFine_{labelTrainIds,labelIds,instanceIds}.png` plus
     `*_gtFine_polygons.json` (sizes only), as detectron2's Cityscapes loaders expect.
@@ -162,7 +173,9 @@ def write_semantic_split(root: str, split: str, num_images: int, seed: int, heig
                 label_ids[mask] = label_id
                 instance_ids[mask] = label_id * 1000 + number
             stem = os.path.join(label_dir, f"{SEMANTIC_CITY}_{index:06d}_000019_gtFine_")
-            Image.fromarray(pixels).save(os.path.join(image_dir, f"{SEMANTIC_CITY}_{index:06d}_000019_leftImg8bit.png"))
+            Image.fromarray(pixels).save(
+                os.path.join(image_dir, f"{SEMANTIC_CITY}_{index:06d}_000019_leftImg8bit.png")
+            )
             Image.fromarray(train_ids).save(stem + "labelTrainIds.png")
             Image.fromarray(label_ids).save(stem + "labelIds.png")
             Image.fromarray(instance_ids).save(stem + "instanceIds.png")

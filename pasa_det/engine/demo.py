@@ -1,4 +1,5 @@
 """Demo inference: draw a model's predictions on image files, streamed one at a time."""
+
 import glob
 import logging
 import os
@@ -53,7 +54,9 @@ def _predictor(cfg) -> DefaultPredictor:
     return predictor
 
 
-def run_demo(cfg, inputs: Iterable[str], output_dir: str, confidence_threshold: float = 0.5) -> Tuple[int, int]:
+def run_demo(
+    cfg, inputs: Iterable[str], output_dir: str, confidence_threshold: float = 0.5
+) -> Tuple[int, int]:
     """Write `<output_dir>/<name>` for every readable input image; return
     (images written, images skipped because they could not be read)."""
     predictor = _predictor(cfg)

@@ -1,4 +1,5 @@
 """Stopping training on SIGINT/SIGTERM with a checkpoint, and within a bounded time."""
+
 import logging
 import os
 import signal
@@ -67,8 +68,11 @@ class CheckpointOnSignal(HookBase):
         return signum == self.received and time.monotonic() - self._received_at < self.REPEAT_S
 
     def _exit_now(self, signum, why: str):
-        print(f"[rank {comm.get_rank()}] {signal.Signals(signum).name} {why}: stopping without a checkpoint",
-              file=sys.stderr, flush=True)
+        print(
+            f"[rank {comm.get_rank()}] {signal.Signals(signum).name} {why}: stopping without a checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )
         logging.shutdown()
         os._exit(128 + signum)
 
@@ -79,14 +83,19 @@ class CheckpointOnSignal(HookBase):
     def _watch(self, reader: socket.socket):
         first, first_at = None, None
         while not self._done.is_set():
-            timeout = None if first is None else max(0.0, first_at + self.deadline_s() - time.monotonic())
+            timeout = (
+                None if first is None else max(0.0, first_at + self.deadline_s() - time.monotonic())
+            )
             reader.settimeout(timeout)
             try:
                 data = reader.recv(64)
             except socket.timeout:
                 if not self._done.is_set():
-                    self._exit_now(first, f"received {self.deadline_s():.0f} s ago and the iteration has not ended "
-                                          "(blocked waiting for another process?)")
+                    self._exit_now(
+                        first,
+                        f"received {self.deadline_s():.0f} s ago and the iteration has not ended "
+                        "(blocked waiting for another process?)",
+                    )
                 return
             except OSError:
                 return
@@ -109,7 +118,9 @@ class CheckpointOnSignal(HookBase):
         self._wakeup = (reader, writer)
         self._previous_wakeup_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
         self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        threading.Thread(target=self._watch, args=(reader,), name="signal-deadline", daemon=True).start()
+        threading.Thread(
+            target=self._watch, args=(reader,), name="signal-deadline", daemon=True
+        ).start()
 
     def before_step(self):
         self._step_start = time.perf_counter()
@@ -125,7 +136,9 @@ class CheckpointOnSignal(HookBase):
         name = f"model_{self.trainer.iter:07d}"
         self.checkpointer.save(name, iteration=self.trainer.iter)
         comm.synchronize()
-        raise TrainingInterrupted(received, self.trainer.iter, os.path.join(self.checkpointer.save_dir, name + ".pth"))
+        raise TrainingInterrupted(
+            received, self.trainer.iter, os.path.join(self.checkpointer.save_dir, name + ".pth")
+        )
 
     def after_train(self):
         self._done.set()

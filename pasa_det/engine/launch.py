@@ -10,6 +10,7 @@ torchrun this module does), which training answers with a checkpoint and a stop.
 (gloo; detectron2 0.6's launcher insists on CUDA) and GPU jobs (NCCL), and under torchrun
 joins the process group from its environment.
 """
+
 import logging
 import os
 import signal
@@ -112,7 +113,10 @@ def _worker(local_rank, main_func, world_size, local_size, machine_rank, dist_ur
     if use_gpu:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(
-        "nccl" if use_gpu else "gloo", init_method=dist_url, world_size=world_size, rank=rank,
+        "nccl" if use_gpu else "gloo",
+        init_method=dist_url,
+        world_size=world_size,
+        rank=rank,
         timeout=COLLECTIVE_TIMEOUT,
     )
     create_local_process_group(local_size)
@@ -172,16 +176,25 @@ def _supervise(context, machine_rank: int, local_size: int, error_dir: str) -> N
             while not context.join(timeout=_JOIN_POLL_S, grace_period=GRACE_S):
                 pass
             return
-        except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:  # torch stopped the others
+        except (
+            mp.ProcessRaisedException,
+            mp.ProcessExitedException,
+        ) as e:  # torch stopped the others
             first = e.error_index
     # The first failure first: the others' errors are often its consequences.
     order = [first] + [i for i in range(len(processes)) if i != first]
-    failed = [(machine_rank * local_size + i, processes[i]) for i in order if processes[i].exitcode != 0]
+    failed = [
+        (machine_rank * local_size + i, processes[i]) for i in order if processes[i].exitcode != 0
+    ]
     codes = {p.exitcode for _, p in failed}
     if signals.received is not None and codes <= {128 + signals.received, -signals.received}:
-        raise JobFailed(f"stopped by {signal.Signals(signals.received).name}", 128 + signals.received)
+        raise JobFailed(
+            f"stopped by {signal.Signals(signals.received).name}", 128 + signals.received
+        )
     lines = [_describe(r, p, error_dir) for r, p in failed]
-    raise JobFailed("a process of the job failed and the others were stopped:\n  " + "\n  ".join(lines), 1)
+    raise JobFailed(
+        "a process of the job failed and the others were stopped:\n  " + "\n  ".join(lines), 1
+    )
 
 
 def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist_url=None, args=()):
@@ -199,7 +212,9 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank)
         _interrupt_when_launcher_exits()
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=COLLECTIVE_TIMEOUT)
+        dist.init_process_group(
+            "nccl" if torch.cuda.is_available() else "gloo", timeout=COLLECTIVE_TIMEOUT
+        )
         create_local_process_group(local_size)
         comm.synchronize()
         return _run_reporting_failure(main_func, args)
@@ -207,18 +222,33 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
     if world_size == 1:
         return main_func(*args)
     if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
-        raise ValueError(f"--num-gpus {num_gpus_per_machine}, but this machine has {torch.cuda.device_count()} GPUs")
+        raise ValueError(
+            f"--num-gpus {num_gpus_per_machine}, but this machine has {torch.cuda.device_count()} GPUs"
+        )
     if dist_url in (None, "auto"):
         if num_machines > 1:
-            raise ValueError("--dist-url auto works on one machine only; pass tcp://HOST:PORT of machine 0")
+            raise ValueError(
+                "--dist-url auto works on one machine only; pass tcp://HOST:PORT of machine 0"
+            )
         dist_url = _free_local_url()
     if not torch.cuda.is_available():
-        print(f"No GPU: starting {num_gpus_per_machine} CPU processes (gloo) at {dist_url}", file=sys.stderr)
+        print(
+            f"No GPU: starting {num_gpus_per_machine} CPU processes (gloo) at {dist_url}",
+            file=sys.stderr,
+        )
     with tempfile.TemporaryDirectory(prefix="pasa_det-launch-") as error_dir:
         context = mp.start_processes(
             _worker,
             nprocs=num_gpus_per_machine,
-            args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, error_dir),
+            args=(
+                main_func,
+                world_size,
+                num_gpus_per_machine,
+                machine_rank,
+                dist_url,
+                args,
+                error_dir,
+            ),
             daemon=False,
             join=False,
         )

@@ -2,6 +2,7 @@
 and resumable data, evaluators chosen by dataset, dataset checks, and DeepLab's
 semantic-segmentation data and schedule. Written against the API that detectron2 0.6
 and main share (pasa_det.detectron2_versions holds where they differ)."""
+
 import logging
 import os
 import time
@@ -16,7 +17,14 @@ from detectron2.data import (
     build_detection_test_loader,
 )
 from detectron2.data import transforms as T
-from detectron2.engine import DefaultTrainer, HookBase, SimpleTrainer, TrainerBase, create_ddp_model, default_setup
+from detectron2.engine import (
+    DefaultTrainer,
+    HookBase,
+    SimpleTrainer,
+    TrainerBase,
+    create_ddp_model,
+    default_setup,
+)
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
@@ -27,9 +35,18 @@ from pasa_det.checkpoint.loading import SafeCheckpointer
 from pasa_det.config import load_config
 from pasa_det.data.checks import FileNamingMapper, load_dataset_dicts
 from pasa_det.data.prepare import prepare_dataset
-from pasa_det.data.resumable import PositionSeededDataset, ResumableLoader, ResumableTrainingSampler, derive_seed
+from pasa_det.data.resumable import (
+    PositionSeededDataset,
+    ResumableLoader,
+    ResumableTrainingSampler,
+    derive_seed,
+)
 from pasa_det.detectron2_versions import fast_cocoeval_available, write_metrics
-from pasa_det.evaluation import CityscapesInstanceEvaluator, SemSegEvaluator, build_shift_consistency_evaluator
+from pasa_det.evaluation import (
+    CityscapesInstanceEvaluator,
+    SemSegEvaluator,
+    build_shift_consistency_evaluator,
+)
 
 from .interrupt import CheckpointOnSignal
 
@@ -55,7 +72,9 @@ class TrainingStep(SimpleTrainer):
         super().__init__(model, data_loader, optimizer)
         self.device_type = next(model.parameters()).device.type
         self.dtype = getattr(torch, precision) if precision else None
-        self.grad_scaler = torch.amp.GradScaler(self.device_type, enabled=self.dtype == torch.float16)
+        self.grad_scaler = torch.amp.GradScaler(
+            self.device_type, enabled=self.dtype == torch.float16
+        )
         self.on_non_finite = on_non_finite
         self._batches = None
 
@@ -103,11 +122,17 @@ class TrainingStep(SimpleTrainer):
 def semantic_train_augmentations(cfg):
     """DeepLab's training augmentation: multi-scale resize, a crop that no single
     class fills, and a horizontal flip."""
-    augs = [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING)]
+    augs = [
+        T.ResizeShortestEdge(
+            cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
+        )
+    ]
     if cfg.INPUT.CROP.ENABLED:
         augs.append(
             T.RandomCrop_CategoryAreaConstraint(
-                cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE, cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
+                cfg.INPUT.CROP.TYPE,
+                cfg.INPUT.CROP.SIZE,
+                cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
                 cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             )
         )
@@ -146,22 +171,34 @@ class Trainer(DefaultTrainer):
         data_loader = self.build_train_loader(cfg)
         on_cpu = next(model.parameters()).device.type == "cpu"
         # detectron2 passes device_ids=[local rank] by default, which DDP rejects for a CPU model.
-        model = create_ddp_model(model, broadcast_buffers=False, **({"device_ids": None} if on_cpu else {}))
+        model = create_ddp_model(
+            model, broadcast_buffers=False, **({"device_ids": None} if on_cpu else {})
+        )
         self._trainer = TrainingStep(
-            model, data_loader, optimizer,
+            model,
+            data_loader,
+            optimizer,
             precision=cfg.SOLVER.AMP.PRECISION if cfg.SOLVER.AMP.ENABLED else None,
             on_non_finite=self._stop_on_non_finite,
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = SafeCheckpointer.from_config(cfg, model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = SafeCheckpointer.from_config(
+            cfg, model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
     def _stop_on_non_finite(self, terms: str):
-        last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else "none"
-        self.checkpointer.refuse_saves(f"the model state is suspect after a non-finite loss at iteration {self.iter}")
+        last = (
+            self.checkpointer.get_checkpoint_file()
+            if self.checkpointer.has_checkpoint()
+            else "none"
+        )
+        self.checkpointer.refuse_saves(
+            f"the model state is suspect after a non-finite loss at iteration {self.iter}"
+        )
         raise NonFiniteLossError(
             f"non-finite loss at iteration {self.iter}: {terms}. Training stopped without updating the weights "
             f"or writing a checkpoint; the last checkpoint is {last}. Lower SOLVER.BASE_LR, enable "
@@ -189,14 +226,18 @@ class Trainer(DefaultTrainer):
         if evaluator_type in ("coco", "coco_panoptic_seg"):
             # detectron2's C++ COCOeval where it is built (same AP as pycocotools', faster).
             evaluators.append(
-                COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=fast_cocoeval_available())
+                COCOEvaluator(
+                    dataset_name, output_dir=output_folder, use_fast_impl=fast_cocoeval_available()
+                )
             )
         if evaluator_type in ("sem_seg", "cityscapes_sem_seg", "coco_panoptic_seg"):
             evaluators.append(SemSegEvaluator(dataset_name, output_dir=output_folder))
         if evaluator_type == "cityscapes_instance":
             evaluators.append(CityscapesInstanceEvaluator(dataset_name, output_dir=output_folder))
         if not evaluators:
-            raise NotImplementedError(f"No evaluator for dataset '{dataset_name}' of type '{evaluator_type}'")
+            raise NotImplementedError(
+                f"No evaluator for dataset '{dataset_name}' of type '{evaluator_type}'"
+            )
         return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
 
     @classmethod
@@ -205,7 +246,12 @@ class Trainer(DefaultTrainer):
         (its evaluators run the model again, so they are built with it)."""
         if evaluators is None and cfg.TEST.SHIFT_CONSISTENCY.ENABLED:
             evaluators = [
-                DatasetEvaluators([cls.build_evaluator(cfg, name), build_shift_consistency_evaluator(cfg, name, model)])
+                DatasetEvaluators(
+                    [
+                        cls.build_evaluator(cfg, name),
+                        build_shift_consistency_evaluator(cfg, name, model),
+                    ]
+                )
                 for name in cfg.DATASETS.TEST
             ]
         return super().test(cfg, model, evaluators)
@@ -214,7 +260,9 @@ class Trainer(DefaultTrainer):
         hooks = super().build_hooks()
         if self.cfg.SEED >= 0:
             hooks.insert(0, SeedEachIteration(self.cfg.SEED))
-        hooks.append(CheckpointOnSignal(self.checkpointer))  # last: after the step's checkpoint and schedule
+        hooks.append(
+            CheckpointOnSignal(self.checkpointer)
+        )  # last: after the step's checkpoint and schedule
         return hooks
 
     def resume_or_load(self, resume=True):
@@ -230,17 +278,23 @@ class Trainer(DefaultTrainer):
         dicts = load_dataset_dicts(
             cfg.DATASETS.TRAIN,
             filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
-            min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
+            min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
+            if cfg.MODEL.KEYPOINT_ON
+            else 0,
             proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
         )
         if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
-            mapper = DatasetMapper(cfg, is_train=True, augmentations=semantic_train_augmentations(cfg))
+            mapper = DatasetMapper(
+                cfg, is_train=True, augmentations=semantic_train_augmentations(cfg)
+            )
         else:
             mapper = DatasetMapper(cfg, is_train=True)
         seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
         sampler = ResumableTrainingSampler(len(dicts), seed)
         loader = build_batch_data_loader(
-            PositionSeededDataset(DatasetFromList(dicts, copy=False), mapper, seed, cfg.DATALOADER.SKIP_BAD_IMAGES),
+            PositionSeededDataset(
+                DatasetFromList(dicts, copy=False), mapper, seed, cfg.DATALOADER.SKIP_BAD_IMAGES
+            ),
             sampler,
             cfg.SOLVER.IMS_PER_BATCH,
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
@@ -255,10 +309,16 @@ class Trainer(DefaultTrainer):
         prepare_dataset(dataset_name)
         proposal_files = None
         if cfg.MODEL.LOAD_PROPOSALS:
-            proposal_files = [cfg.DATASETS.PROPOSAL_FILES_TEST[list(cfg.DATASETS.TEST).index(dataset_name)]]
-        dicts = load_dataset_dicts([dataset_name], filter_empty=False, proposal_files=proposal_files)
+            proposal_files = [
+                cfg.DATASETS.PROPOSAL_FILES_TEST[list(cfg.DATASETS.TEST).index(dataset_name)]
+            ]
+        dicts = load_dataset_dicts(
+            [dataset_name], filter_empty=False, proposal_files=proposal_files
+        )
         return build_detection_test_loader(
-            dicts, mapper=FileNamingMapper(DatasetMapper(cfg, is_train=False)), num_workers=cfg.DATALOADER.NUM_WORKERS
+            dicts,
+            mapper=FileNamingMapper(DatasetMapper(cfg, is_train=False)),
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
         )
 
     @classmethod

@@ -1,10 +1,10 @@
 """Cityscapes instance AP, scored by cityscapesscripts, on detectron2 0.6 and main, NumPy 1 and 2."""
+
 import glob
 import json
 import os
 
 import numpy as np
-
 from detectron2.evaluation import CityscapesInstanceEvaluator as _CityscapesInstanceEvaluator
 from detectron2.utils import comm
 
@@ -38,7 +38,9 @@ class CityscapesInstanceEvaluator(_CityscapesInstanceEvaluator):
                 f"cityscapesscripts (the Cityscapes instance scorer) calls np.in1d, which NumPy {np.__version__} "
                 "no longer has: install NumPy < 2.4 (pip install 'numpy<2.4'; pasa_det's [cityscapes] extra does)"
             )
-        from cityscapesscripts.evaluation import evalInstanceLevelSemanticLabeling as cityscapes_eval
+        from cityscapesscripts.evaluation import (
+            evalInstanceLevelSemanticLabeling as cityscapes_eval,
+        )
 
         args = cityscapes_eval.args  # the module's settings, as detectron2 sets them
         args.predictionPath = os.path.abspath(self._temp_dir)
@@ -46,7 +48,9 @@ class CityscapesInstanceEvaluator(_CityscapesInstanceEvaluator):
         args.JSONOutput = False
         args.colorized = False
         args.gtInstancesFile = os.path.join(self._temp_dir, "gtInstances.json")
-        ground_truth = glob.glob(os.path.join(self._metadata.gt_dir, "*", "*_gtFine_instanceIds.png"))
+        ground_truth = glob.glob(
+            os.path.join(self._metadata.gt_dir, "*", "*_gtFine_instanceIds.png")
+        )
         if not ground_truth:
             raise FileNotFoundError(f"no *_gtFine_instanceIds.png under {self._metadata.gt_dir}/*/")
         predictions = [cityscapes_eval.getPrediction(gt, args) for gt in ground_truth]
@@ -58,7 +62,9 @@ class CityscapesInstanceEvaluator(_CityscapesInstanceEvaluator):
             os.makedirs(self._output_dir, exist_ok=True)
             with open(os.path.join(self._output_dir, "cityscapes_matches.json"), "w") as f:
                 json.dump(matches, f, default=_plain)
-        averages = cityscapes_eval.computeAverages(cityscapes_eval.evaluateMatches(matches, args), args)
+        averages = cityscapes_eval.computeAverages(
+            cityscapes_eval.evaluateMatches(matches, args), args
+        )
         cityscapes_eval.printResults(averages, args)
         self._working_dir.cleanup()
         return {"segm": {"AP": averages["allAp"] * 100, "AP50": averages["allAp50%"] * 100}}

@@ -1,4 +1,5 @@
 """Writing metrics as strict JSON."""
+
 import math
 
 

@@ -1,4 +1,5 @@
 """Semantic-segmentation mIoU that works on current NumPy (detectron2 0.6's uses np.int)."""
+
 import json
 import logging
 import os
@@ -26,7 +27,9 @@ def scores_from_confusion(conf: np.ndarray, class_names) -> "OrderedDict[str, fl
     acc = np.divide(tp, gt, out=np.full_like(tp, np.nan), where=valid)
     res = OrderedDict()
     res["mIoU"] = 100 * float(np.nanmean(iou[valid])) if valid.any() else float("nan")
-    res["fwIoU"] = 100 * float(np.nansum(iou[valid] * gt[valid] / gt.sum())) if valid.any() else float("nan")
+    res["fwIoU"] = (
+        100 * float(np.nansum(iou[valid] * gt[valid] / gt.sum())) if valid.any() else float("nan")
+    )
     for i, name in enumerate(class_names):
         res[f"IoU-{name}"] = 100 * float(iou[i])
     res["mACC"] = 100 * float(np.nanmean(acc[valid])) if valid.any() else float("nan")
@@ -47,7 +50,9 @@ class SemSegEvaluator(DatasetEvaluator):
         self._class_names = list(meta.stuff_classes)
         self._num_classes = len(self._class_names)
         self._ignore_label = meta.get("ignore_label", 255)
-        self._gt_files = {d["file_name"]: d["sem_seg_file_name"] for d in DatasetCatalog.get(dataset_name)}
+        self._gt_files = {
+            d["file_name"]: d["sem_seg_file_name"] for d in DatasetCatalog.get(dataset_name)
+        }
         self._logger = logging.getLogger(__name__)
 
     def reset(self):
@@ -64,7 +69,9 @@ class SemSegEvaluator(DatasetEvaluator):
                     f"prediction {pred.shape} and ground truth {gt.shape} differ for {inp['file_name']}"
                 )
             index = gt[keep] * self._num_classes + pred[keep]
-            self._conf += np.bincount(index, minlength=self._num_classes**2).reshape(self._conf.shape)
+            self._conf += np.bincount(index, minlength=self._num_classes**2).reshape(
+                self._conf.shape
+            )
 
     def evaluate(self):
         conf = self._conf

@@ -6,6 +6,7 @@ again on shifted versions of each input, so they slot into `inference_on_dataset
 beside the usual evaluators and work in multi-process evaluation (statistics are
 gathered on the main process; every draw is seeded by the image, not the process).
 """
+
 import itertools
 import logging
 import zlib
@@ -119,7 +120,9 @@ class SemSegShiftConsistency(DatasetEvaluator):
 
     def __init__(self, model: Model, num_pairs: int = 5, max_shift: int = 32, seed: int = 0):
         if num_pairs < 1 or max_shift < 1:
-            raise ValueError(f"need num_pairs >= 1 and max_shift >= 1, got {num_pairs}, {max_shift}")
+            raise ValueError(
+                f"need num_pairs >= 1 and max_shift >= 1, got {num_pairs}, {max_shift}"
+            )
         self.model, self.num_pairs, self.max_shift, self.seed = model, num_pairs, max_shift, seed
 
     def reset(self):
@@ -136,20 +139,33 @@ class SemSegShiftConsistency(DatasetEvaluator):
                 )
             rng = np.random.default_rng(image_seed(self.seed, inp["file_name"]))
             for _ in range(self.num_pairs):
-                offsets = [tuple(int(v) for v in rng.integers(0, self.max_shift + 1, size=2)) for _ in range(2)]
+                offsets = [
+                    tuple(int(v) for v in rng.integers(0, self.max_shift + 1, size=2))
+                    for _ in range(2)
+                ]
                 crops = [
-                    {"image": image[:, y : y + h, x : x + w], "height": h, "width": w, "file_name": inp["file_name"]}
+                    {
+                        "image": image[:, y : y + h, x : x + w],
+                        "height": h,
+                        "width": w,
+                        "file_name": inp["file_name"],
+                    }
                     for y, x in offsets
                 ]
                 labels = [out["sem_seg"].argmax(dim=0).cpu() for out in self.model(crops)]
-                self._counts.add(agreement=label_agreement(labels[0], offsets[0], labels[1], offsets[1]), pairs=1)
+                self._counts.add(
+                    agreement=label_agreement(labels[0], offsets[0], labels[1], offsets[1]), pairs=1
+                )
 
     def evaluate(self):
         counts = self._counts.gathered()
         if not comm.is_main_process():
             return None
         return OrderedDict(
-            shift_consistency={"consistency": 100 * counts["agreement"] / max(counts["pairs"], 1), "pairs": counts["pairs"]}
+            shift_consistency={
+                "consistency": 100 * counts["agreement"] / max(counts["pairs"], 1),
+                "pairs": counts["pairs"],
+            }
         )
 
 
@@ -177,9 +193,12 @@ class InstanceShiftConsistency(DatasetEvaluator):
     ):
         self.model, self.score_thresh, self.match_iou = model, score_thresh, match_iou
         self.image_format = cfg.INPUT.FORMAT
-        self.augmentations = T.AugmentationList(detection_utils.build_augmentation(cfg, is_train=False))
+        self.augmentations = T.AugmentationList(
+            detection_utils.build_augmentation(cfg, is_train=False)
+        )
         self.shifts = [
-            (f"{name}{d}", ux * d, uy * d) for d, (name, (ux, uy)) in itertools.product(shifts, DIRECTIONS.items())
+            (f"{name}{d}", ux * d, uy * d)
+            for d, (name, (ux, uy)) in itertools.product(shifts, DIRECTIONS.items())
         ]
         self.coco = {
             name: COCOEvaluator(dataset_name, output_dir=None, use_fast_impl=False)
@@ -195,7 +214,12 @@ class InstanceShiftConsistency(DatasetEvaluator):
         aug = T.AugInput(translate(image, dx, dy))
         self.augmentations(aug)
         tensor = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
-        return {"image": tensor, "height": inp["height"], "width": inp["width"], "file_name": inp["file_name"]}
+        return {
+            "image": tensor,
+            "height": inp["height"],
+            "width": inp["width"],
+            "file_name": inp["file_name"],
+        }
 
     @staticmethod
     def _move_back(instances, dx: int, dy: int):
@@ -235,7 +259,9 @@ class InstanceShiftConsistency(DatasetEvaluator):
             image = detection_utils.read_image(inp["file_name"], format=self.image_format)
             original = out["instances"].to("cpu")
             for batch in _chunks(self.shifts, len(DIRECTIONS)):  # one model call per distance
-                shifted = self.model([self._shifted_input(image, dx, dy, inp) for _, dx, dy in batch])
+                shifted = self.model(
+                    [self._shifted_input(image, dx, dy, inp) for _, dx, dy in batch]
+                )
                 for (name, dx, dy), out_shifted in zip(batch, shifted):
                     moved_back = self._move_back(out_shifted["instances"], dx, dy)
                     self.coco[name].process([inp], [{"instances": moved_back}])
@@ -275,9 +301,13 @@ class InstanceShiftConsistency(DatasetEvaluator):
 def build_shift_consistency_evaluator(cfg, dataset_name: str, model: Model) -> DatasetEvaluator:
     """The shift-consistency evaluator for `dataset_name`'s task, from TEST.SHIFT_CONSISTENCY."""
     sc = cfg.TEST.SHIFT_CONSISTENCY
-    if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor" or MetadataCatalog.get(dataset_name).evaluator_type in (
+    if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor" or MetadataCatalog.get(
+        dataset_name
+    ).evaluator_type in (
         "sem_seg",
         "cityscapes_sem_seg",
     ):
         return SemSegShiftConsistency(model, sc.NUM_PAIRS, sc.MAX_SHIFT, sc.SEED)
-    return InstanceShiftConsistency(model, dataset_name, cfg, sc.SHIFTS, sc.SCORE_THRESH, sc.MATCH_IOU)
+    return InstanceShiftConsistency(
+        model, dataset_name, cfg, sc.SHIFTS, sc.SCORE_THRESH, sc.MATCH_IOU
+    )

@@ -1,4 +1,5 @@
 """Anti-aliasing operators in plain torch (no detectron2 imports)."""
+
 from .lowpass import LowPassFilter, binomial_kernel
 from .pasa import PASA
 

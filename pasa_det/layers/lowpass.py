@@ -1,4 +1,5 @@
 """The fixed binomial low-pass filter of Zhang (ICML 2019), the "LPF" baseline."""
+
 import math
 
 import torch
@@ -12,7 +13,9 @@ from .pasa import check_kernel_and_stride
 def binomial_kernel(kernel_size: int) -> torch.Tensor:
     """The normalised 2-D binomial filter: row k of Pascal's triangle, outer
     product with itself, divided by its sum (k=3: [1,2,1]x[1,2,1]/16)."""
-    row = torch.tensor([math.comb(kernel_size - 1, i) for i in range(kernel_size)], dtype=torch.float64)
+    row = torch.tensor(
+        [math.comb(kernel_size - 1, i) for i in range(kernel_size)], dtype=torch.float64
+    )
     kernel = torch.outer(row, row)
     return (kernel / kernel.sum()).float()
 
@@ -24,7 +27,9 @@ class LowPassFilter(nn.Module):
     checkpoints and an LPF model has the same state_dict keys as the plain one.
     """
 
-    def __init__(self, channels: int, kernel_size: int = 3, stride: int = 2, pad_mode: str = "reflect"):
+    def __init__(
+        self, channels: int, kernel_size: int = 3, stride: int = 2, pad_mode: str = "reflect"
+    ):
         super().__init__()
         check_kernel_and_stride(kernel_size, stride)
         self.channels = channels

@@ -1,4 +1,5 @@
 """Padding shared by the anti-aliasing filters."""
+
 import functools
 from typing import Optional
 
@@ -42,7 +43,9 @@ def _padded_index(size: int, pad: int, pad_mode: str) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=256)
-def _border_patches(height: int, width: int, kernel_size: int, stride: int, pad_mode: str, device: str):
+def _border_patches(
+    height: int, width: int, kernel_size: int, stride: int, pad_mode: str, device: str
+):
     """The outputs whose window reaches into the padding, as flat indices into
     the output map (P,), and the input pixels of their windows, as flat indices
     into the input map (k * k * P,), tap-major: all outputs' first tap, then
@@ -94,13 +97,24 @@ class _ConvSame(torch.autograd.Function):
         grad_border = grad_main.flatten(2).index_select(2, outputs)  # (N, C_out, P)
         grad_main.flatten(2).index_fill_(2, outputs, 0)
         grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad_main, x, weight, [weight.shape[0]] if ctx.has_bias else None, [ctx.stride] * 2, [k // 2] * 2,
-            [1, 1], False, [0, 0], 1, [need_x, need_w, ctx.has_bias and need_b],
+            grad_main,
+            x,
+            weight,
+            [weight.shape[0]] if ctx.has_bias else None,
+            [ctx.stride] * 2,
+            [k // 2] * 2,
+            [1, 1],
+            False,
+            [0, 0],
+            1,
+            [need_x, need_w, ctx.has_bias and need_b],
         )
         if need_x:
             grad_patches = weight.flatten(1).t() @ grad_border  # (N, C * k * k, P)
             grad_x = grad_x.contiguous()
-            grad_x.flatten(2).scatter_add_(2, pixels.expand(*x.shape[:2], -1), grad_patches.view(*x.shape[:2], -1))
+            grad_x.flatten(2).scatter_add_(
+                2, pixels.expand(*x.shape[:2], -1), grad_patches.view(*x.shape[:2], -1)
+            )
         if need_w:
             grad_w += (grad_border @ patches.transpose(1, 2)).sum(0).view_as(weight)
         if ctx.has_bias and need_b:
@@ -112,11 +126,15 @@ def _windows(x: torch.Tensor, pixels: torch.Tensor, kernel_size: int) -> torch.T
     """(N, C * k * k, P): the border outputs' windows, rows ordered like a
     convolution weight's flattened (C, k, k)."""
     n, c = x.shape[:2]
-    gathered = torch.gather(x.flatten(2), 2, pixels.expand(n, c, -1))  # 2x indexing's speed on the CPU
+    gathered = torch.gather(
+        x.flatten(2), 2, pixels.expand(n, c, -1)
+    )  # 2x indexing's speed on the CPU
     return gathered.view(n, c * kernel_size * kernel_size, -1)
 
 
-def conv2d_same(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int, pad_mode: str):
+def conv2d_same(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int, pad_mode: str
+):
     """`conv2d(pad_same(x, k // 2, pad_mode), weight, bias, stride)` without the
     padded copy of `x`: the convolution zero-pads, then the outputs whose
     window reaches the border are recomputed from their gathered windows. On
@@ -131,9 +149,16 @@ def conv2d_same(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     # A small map, mostly border, is cheaper to copy: on the CPU, padding a pixel
     # costs about half as much as gathering and multiplying one window pixel.
     # Traced (fvcore's FLOP count), the plain ops show the convolution's cost.
-    if x.device.type != "cpu" or torch.jit.is_tracing() or (
-        2 * len(_border_patches(*x.shape[-2:], weight.shape[-1], stride, pad_mode, str(x.device))[1])
-        > x.shape[-2] * x.shape[-1]
+    if (
+        x.device.type != "cpu"
+        or torch.jit.is_tracing()
+        or (
+            2
+            * len(
+                _border_patches(*x.shape[-2:], weight.shape[-1], stride, pad_mode, str(x.device))[1]
+            )
+            > x.shape[-2] * x.shape[-1]
+        )
     ):
         return F.conv2d(pad_same(x, pad, pad_mode), weight, bias, stride)
     device = x.device.type

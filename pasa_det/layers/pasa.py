@@ -1,4 +1,5 @@
 """Pixel-adaptive, channel-grouped low-pass filtering (PASA, Zou et al., BMVC 2020)."""
+
 import os
 from typing import Callable, Union
 
@@ -54,7 +55,9 @@ def tap_views(x_padded: torch.Tensor, kernel_size: int, stride: int, out_hw):
     for i in range(kernel_size):
         for j in range(kernel_size):
             yield x_padded[
-                ..., i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride
+                ...,
+                i : i + stride * (out_h - 1) + 1 : stride,
+                j : j + stride * (out_w - 1) + 1 : stride,
             ]
 
 
@@ -94,7 +97,9 @@ class WeightedSubsample(torch.autograd.Function):
         group, out_hw = weights.shape[1], weights.shape[-2:]
         grad_out = _grouped(grad_out, group)
         need_x, need_w = ctx.needs_input_grad[:2]
-        grad_x = torch.zeros_like(x_padded, memory_format=torch.contiguous_format) if need_x else None
+        grad_x = (
+            torch.zeros_like(x_padded, memory_format=torch.contiguous_format) if need_x else None
+        )
         grad_w = torch.empty_like(weights) if need_w else None
         product = torch.empty_like(grad_out) if need_w else None
         taps = ctx.kernel_size**2
@@ -134,10 +139,22 @@ class FusedSoftmaxSubsample(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, logits, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: str, kernels):
+    def forward(
+        ctx,
+        x,
+        logits,
+        kernel_size: int,
+        stride: int,
+        group: int,
+        joint: bool,
+        pad_mode: str,
+        kernels,
+    ):
         mode = PAD_MODES.index(pad_mode)
         keep = any(ctx.needs_input_grad[:2])  # the filters are only kept for backward
-        out, weights = kernels.pasa_forward(x, logits, kernel_size, stride, group, joint, mode, keep)
+        out, weights = kernels.pasa_forward(
+            x, logits, kernel_size, stride, group, joint, mode, keep
+        )
         ctx.save_for_backward(x, weights)
         ctx.args = (kernel_size, stride, group, joint, mode)
         ctx.kernels, ctx.logits_dtype = kernels, logits.dtype
@@ -195,13 +212,17 @@ class PASA(nn.Module):
         super().__init__()
         check_kernel_and_stride(kernel_size, stride)
         if not isinstance(group, int) or group < 1 or in_channels % group != 0:
-            raise ValueError(f"group must be a positive divisor of in_channels={in_channels}, got {group!r}")
+            raise ValueError(
+                f"group must be a positive divisor of in_channels={in_channels}, got {group!r}"
+            )
         if softmax not in SOFTMAX_MODES:
             raise ValueError(f"softmax must be one of {SOFTMAX_MODES}, got {softmax!r}")
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
         if impl == "native" and not native_available():
-            raise ValueError("impl='native' needs the C++ kernel pasa_det._C: build it with `make setup`")
+            raise ValueError(
+                "impl='native' needs the C++ kernel pasa_det._C: build it with `make setup`"
+            )
         if impl == "triton" and not pasa_triton.triton_available():
             raise ValueError("impl='triton' needs the triton package (pip install triton)")
         self.in_channels = in_channels
@@ -244,9 +265,13 @@ class PASA(nn.Module):
         native_fits = x.device.type == "cpu" and x.dtype in NATIVE_DTYPES
         triton_fits = (x.is_cuda or pasa_triton.interpreting()) and x.dtype in TRITON_DTYPES
         if self.impl == "native" and not native_fits:
-            raise ValueError(f"impl='native' runs on float32/float64 CPU tensors, got {x.dtype} on {x.device}")
+            raise ValueError(
+                f"impl='native' runs on float32/float64 CPU tensors, got {x.dtype} on {x.device}"
+            )
         if self.impl == "triton" and not triton_fits:
-            raise ValueError(f"impl='triton' runs on float32/16 and bfloat16 CUDA tensors, got {x.dtype} on {x.device}")
+            raise ValueError(
+                f"impl='triton' runs on float32/16 and bfloat16 CUDA tensors, got {x.dtype} on {x.device}"
+            )
         if self.impl != "auto":
             return self.impl
         if torch.jit.is_tracing():  # fvcore's FLOP count: the torch ops its handles know

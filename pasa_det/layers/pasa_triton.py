@@ -11,6 +11,7 @@ from run to run) and the filter gradient; the softmax backward is plain torch.
 With TRITON_INTERPRET=1 set before triton is imported, the kernels run on CPU
 tensors through Triton's interpreter: how the tests check them without a GPU.
 """
+
 import os
 
 import torch
@@ -67,9 +68,24 @@ if triton is not None:
 
     @triton.jit(do_not_specialize=SIZES)
     def _forward_kernel(
-        x_ptr, logits_ptr, y_ptr, w_ptr, C, H, W, Ho, Wo, CPG,
-        GROUP: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, JOINT: tl.constexpr,
-        PAD_MODE: tl.constexpr, KEEP: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+        x_ptr,
+        logits_ptr,
+        y_ptr,
+        w_ptr,
+        C,
+        H,
+        W,
+        Ho,
+        Wo,
+        CPG,
+        GROUP: tl.constexpr,
+        K: tl.constexpr,
+        STRIDE: tl.constexpr,
+        JOINT: tl.constexpr,
+        PAD_MODE: tl.constexpr,
+        KEEP: tl.constexpr,
+        BLOCK_P: tl.constexpr,
+        BLOCK_C: tl.constexpr,
         BLOCK_L: tl.constexpr,
     ):
         KK: tl.constexpr = K * K
@@ -84,15 +100,22 @@ if triton is not None:
         else:
             row_ok = rows < KK
             first = g * KK
-        block = tl.load(logits + (first + rows)[:, None] * P + p[None, :],
-                        mask=row_ok[:, None] & p_ok[None, :], other=float("-inf")).to(tl.float32)
+        block = tl.load(
+            logits + (first + rows)[:, None] * P + p[None, :],
+            mask=row_ok[:, None] & p_ok[None, :],
+            other=float("-inf"),
+        ).to(tl.float32)
         top = tl.where(p_ok, tl.max(block, axis=0), 0.0)
         total = tl.sum(tl.exp(block - top[None, :]), axis=0)
         scale = 1.0 / tl.where(p_ok, total, 1.0)
         if KEEP:
             for t in tl.static_range(KK):
                 logit = tl.load(logits + (g * KK + t) * P + p, mask=p_ok, other=0.0).to(tl.float32)
-                tl.store(w_ptr + (n * GROUP + g) * KK * P + t * P + p, tl.exp(logit - top) * scale, mask=p_ok)
+                tl.store(
+                    w_ptr + (n * GROUP + g) * KK * P + t * P + p,
+                    tl.exp(logit - top) * scale,
+                    mask=p_ok,
+                )
         x = x_ptr + n * C * H * W
         y = y_ptr + n * C * P
         for c0 in range(g * CPG, (g + 1) * CPG, BLOCK_C):
@@ -107,14 +130,31 @@ if triton is not None:
                 ok = c_ok[:, None] & (p_ok & y_ok & x_ok)[None, :]
                 value = tl.load(x + c[:, None] * H * W + (iy * W + ix)[None, :], mask=ok, other=0.0)
                 acc += weight[None, :] * value.to(tl.float32)
-            tl.store(y + c[:, None] * P + p[None, :], acc.to(y_ptr.dtype.element_ty),
-                     mask=c_ok[:, None] & p_ok[None, :])
+            tl.store(
+                y + c[:, None] * P + p[None, :],
+                acc.to(y_ptr.dtype.element_ty),
+                mask=c_ok[:, None] & p_ok[None, :],
+            )
 
     @triton.jit(do_not_specialize=SIZES)
     def _backward_kernel(
-        grad_y_ptr, x_ptr, w_ptr, grad_x_ptr, grad_w_ptr, C, H, W, Ho, Wo, CPG,
-        GROUP: tl.constexpr, K: tl.constexpr, STRIDE: tl.constexpr, PAD_MODE: tl.constexpr,
-        BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+        grad_y_ptr,
+        x_ptr,
+        w_ptr,
+        grad_x_ptr,
+        grad_w_ptr,
+        C,
+        H,
+        W,
+        Ho,
+        Wo,
+        CPG,
+        GROUP: tl.constexpr,
+        K: tl.constexpr,
+        STRIDE: tl.constexpr,
+        PAD_MODE: tl.constexpr,
+        BLOCK_P: tl.constexpr,
+        BLOCK_C: tl.constexpr,
     ):
         KK: tl.constexpr = K * K
         P = Ho * Wo
@@ -132,8 +172,12 @@ if triton is not None:
             for c0 in range(g * CPG, (g + 1) * CPG, BLOCK_C):
                 c = c0 + tl.arange(0, BLOCK_C)
                 ok = (c < (g + 1) * CPG)[:, None] & (p_ok & y_ok & x_ok)[None, :]
-                gy = tl.load(grad_y + c[:, None] * P + p[None, :], mask=ok, other=0.0).to(tl.float32)
-                tl.atomic_add(grad_x + c[:, None] * H * W + source[None, :], weight[None, :] * gy, mask=ok)
+                gy = tl.load(grad_y + c[:, None] * P + p[None, :], mask=ok, other=0.0).to(
+                    tl.float32
+                )
+                tl.atomic_add(
+                    grad_x + c[:, None] * H * W + source[None, :], weight[None, :] * gy, mask=ok
+                )
                 value = tl.load(x + c[:, None] * H * W + source[None, :], mask=ok, other=0.0)
                 grad_weight += tl.sum(gy * value.to(tl.float32), axis=0)
             tl.store(grad_w_ptr + (n * GROUP + g) * KK * P + t * P + p, grad_weight, mask=p_ok)
@@ -146,7 +190,9 @@ def _launch(x: torch.Tensor, group: int, out_pixels: int):
     return grid, cpg, min(MAX_BLOCK_C, triton.next_power_of_2(cpg))
 
 
-def pasa_forward(x, logits, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: int, keep: bool):
+def pasa_forward(
+    x, logits, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: int, keep: bool
+):
     """Triton counterpart of `_C.pasa_forward`: (y, float32 filters or None)."""
     x, logits = x.contiguous(), logits.contiguous()
     n, c, h, w = x.shape
@@ -156,14 +202,32 @@ def pasa_forward(x, logits, kernel_size: int, stride: int, group: int, joint: bo
     grid, cpg, block_c = _launch(x, group, out_h * out_w)
     rows = group * kernel_size**2 if joint else kernel_size**2
     _forward_kernel[grid](
-        x, logits, y, weights if keep else y, c, h, w, out_h, out_w, cpg,
-        GROUP=group, K=kernel_size, STRIDE=stride, JOINT=joint, PAD_MODE=pad_mode, KEEP=keep,
-        BLOCK_P=BLOCK_P, BLOCK_C=block_c, BLOCK_L=triton.next_power_of_2(rows),
+        x,
+        logits,
+        y,
+        weights if keep else y,
+        c,
+        h,
+        w,
+        out_h,
+        out_w,
+        cpg,
+        GROUP=group,
+        K=kernel_size,
+        STRIDE=stride,
+        JOINT=joint,
+        PAD_MODE=pad_mode,
+        KEEP=keep,
+        BLOCK_P=BLOCK_P,
+        BLOCK_C=block_c,
+        BLOCK_L=triton.next_power_of_2(rows),
     )
     return y, weights
 
 
-def pasa_backward(grad_y, x, weights, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: int):
+def pasa_backward(
+    grad_y, x, weights, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: int
+):
     """Triton counterpart of `_C.pasa_backward`: (grad_x, grad_logits)."""
     grad_y, x = grad_y.contiguous(), x.contiguous()
     _, c, h, w = x.shape
@@ -172,10 +236,27 @@ def pasa_backward(grad_y, x, weights, kernel_size: int, stride: int, group: int,
     grad_w = torch.empty_like(weights)
     grid, cpg, block_c = _launch(x, group, out_h * out_w)
     _backward_kernel[grid](
-        grad_y, x, weights, grad_x, grad_w, c, h, w, out_h, out_w, cpg,
-        GROUP=group, K=kernel_size, STRIDE=stride, PAD_MODE=pad_mode, BLOCK_P=BLOCK_P, BLOCK_C=block_c,
+        grad_y,
+        x,
+        weights,
+        grad_x,
+        grad_w,
+        c,
+        h,
+        w,
+        out_h,
+        out_w,
+        cpg,
+        GROUP=group,
+        K=kernel_size,
+        STRIDE=stride,
+        PAD_MODE=pad_mode,
+        BLOCK_P=BLOCK_P,
+        BLOCK_C=block_c,
     )
     # Softmax backward, over the taps it normalised.
     dims = (1, 2) if joint else (2,)
-    grad_logits = (weights * (grad_w - (weights * grad_w).sum(dim=dims, keepdim=True))).flatten(1, 2)
+    grad_logits = (weights * (grad_w - (weights * grad_w).sum(dim=dims, keepdim=True))).flatten(
+        1, 2
+    )
     return grad_x.to(x.dtype), grad_logits

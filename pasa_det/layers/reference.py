@@ -4,13 +4,15 @@ at full resolution through `unfold`, subsampled afterwards.
 Kept as the ground truth that `PASA` is tested against and the baseline the
 benchmarks time; it holds k*k*C*H*W floats at once, so never use it in a model.
 """
-import torch
+
 import torch.nn.functional as F
 
 from .padding import pad_same
 
 
-def published_pasa(x, conv_weight, norm, kernel_size, stride, group, softmax="joint", pad_mode="reflect"):
+def published_pasa(
+    x, conv_weight, norm, kernel_size, stride, group, softmax="joint", pad_mode="reflect"
+):
     n, c, h, w = x.shape
     k = kernel_size
     x_padded = pad_same(x, k // 2, pad_mode)

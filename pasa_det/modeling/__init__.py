@@ -1,4 +1,5 @@
 """detectron2 glue: registered anti-aliased backbones."""
+
 from .backbone import (
     antialias_resnet,
     build_resnet_pasa_backbone,

@@ -4,6 +4,7 @@
 Variants are timed interleaved (one run of each per round, medians over rounds)
 so that load from other processes hits them alike; report ratios, not times.
 """
+
 import contextlib
 import ctypes
 import math
@@ -28,7 +29,9 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved_medians(fns: Dict[str, Callable], repeats: int, device="cpu", warmup: int = 1) -> Dict[str, float]:
+def interleaved_medians(
+    fns: Dict[str, Callable], repeats: int, device="cpu", warmup: int = 1
+) -> Dict[str, float]:
     """Median seconds per call of each function, alternating between them."""
     times = {name: [] for name in fns}
     for round_ in range(warmup + repeats):
@@ -76,7 +79,9 @@ def peak_memory(fn: Callable, device="cpu"):
     return _proc_status_bytes("VmHWM") - base
 
 
-def mask_rcnn_aa_sites(batch: int, height: int, width: int, config_file: str = MASK_RCNN_CONFIG) -> List[dict]:
+def mask_rcnn_aa_sites(
+    batch: int, height: int, width: int, config_file: str = MASK_RCNN_CONFIG
+) -> List[dict]:
     """Name and input shape of every PASA module in the real Mask R-CNN
     backbone for a (batch, 3, height, width) input, found by running the
     backbone on the meta device (no compute, no memory)."""
@@ -89,7 +94,10 @@ def mask_rcnn_aa_sites(batch: int, height: int, width: int, config_file: str = M
     sites = []
     for name, module in backbone.named_modules():
         if isinstance(module, PASA):
-            hook = lambda m, inputs, name=name: sites.append({"site": name, "shape": list(inputs[0].shape)})
+
+            def hook(m, inputs, name=name):
+                sites.append({"site": name, "shape": list(inputs[0].shape)})
+
             module.register_forward_pre_hook(hook)
     with torch.no_grad():
         backbone(torch.empty(batch, 3, height, width, device="meta"))
@@ -106,13 +114,17 @@ def _variants(x: torch.Tensor, kernel_size: int, group: int, train: bool) -> Dic
     `pasa` runs it (no padded copy)."""
     channels = x.shape[1]
     pasa = PASA(channels, kernel_size, stride=2, group=group).to(x.device).train(train)
-    pasa_torch = PASA(channels, kernel_size, stride=2, group=group, impl="fast").to(x.device).train(train)
+    pasa_torch = (
+        PASA(channels, kernel_size, stride=2, group=group, impl="fast").to(x.device).train(train)
+    )
     pasa_torch.load_state_dict(pasa.state_dict())
     lpf = LowPassFilter(channels, kernel_size, stride=2).to(x.device)
     ops = {
         "pasa": pasa,
         "pasa_torch": pasa_torch,
-        "published": lambda t: published_pasa(t, pasa.conv.weight, pasa.norm, kernel_size, 2, group),
+        "published": lambda t: published_pasa(
+            t, pasa.conv.weight, pasa.norm, kernel_size, 2, group
+        ),
         "lpf": lpf,
         "subsample": lambda t: t[..., ::2, ::2].contiguous(),
         "floor": lambda t: F.conv2d(t, pasa.conv.weight, stride=2, padding=kernel_size // 2),
@@ -159,7 +171,9 @@ def _check_outputs_equal(x: torch.Tensor, kernel_size: int, group: int) -> None:
         torch.testing.assert_close(pasa_torch(x), expected, rtol=1e-4, atol=1e-4)
 
 
-def time_site(shape, kernel_size: int, group: int, repeats: int, device="cpu", seed: int = 0) -> dict:
+def time_site(
+    shape, kernel_size: int, group: int, repeats: int, device="cpu", seed: int = 0
+) -> dict:
     """Eval-forward and train-forward+backward median times of every variant
     at one input shape, after checking the outputs equal."""
     torch.manual_seed(seed)
@@ -172,7 +186,9 @@ def time_site(shape, kernel_size: int, group: int, repeats: int, device="cpu", s
     return result
 
 
-def add_site_memory(record: dict, kernel_size: int, group: int, device="cpu", seed: int = 0) -> dict:
+def add_site_memory(
+    record: dict, kernel_size: int, group: int, device="cpu", seed: int = 0
+) -> dict:
     """Add every variant's peak memory to a `time_site` record of input shape
     `record["shape"]`. On the CPU this changes malloc's settings for the rest
     of the process, so take all timings first."""
@@ -192,14 +208,26 @@ def geometric_mean(values) -> float:
 def summarize(records: List[dict]) -> Dict[str, dict]:
     """Per kernel size, geometric means over sites of the ratios the targets use."""
     ratios = {
-        "eval_speedup_vs_published": lambda r: r["eval"]["published"]["time_s"] / r["eval"]["pasa"]["time_s"],
+        "eval_speedup_vs_published": lambda r: (
+            r["eval"]["published"]["time_s"] / r["eval"]["pasa"]["time_s"]
+        ),
         "eval_time_vs_floor": lambda r: r["eval"]["pasa"]["time_s"] / r["eval"]["floor"]["time_s"],
         "eval_time_vs_lpf": lambda r: r["eval"]["pasa"]["time_s"] / r["eval"]["lpf"]["time_s"],
-        "eval_torch_impl_vs_default": lambda r: r["eval"]["pasa_torch"]["time_s"] / r["eval"]["pasa"]["time_s"],
-        "train_speedup_vs_published": lambda r: r["train"]["published"]["time_s"] / r["train"]["pasa"]["time_s"],
-        "train_time_vs_floor": lambda r: r["train"]["pasa"]["time_s"] / r["train"]["floor"]["time_s"],
-        "train_torch_impl_vs_default": lambda r: r["train"]["pasa_torch"]["time_s"] / r["train"]["pasa"]["time_s"],
-        "train_memory_vs_published": lambda r: r["train"]["pasa"]["peak_bytes"] / r["train"]["published"]["peak_bytes"],
+        "eval_torch_impl_vs_default": lambda r: (
+            r["eval"]["pasa_torch"]["time_s"] / r["eval"]["pasa"]["time_s"]
+        ),
+        "train_speedup_vs_published": lambda r: (
+            r["train"]["published"]["time_s"] / r["train"]["pasa"]["time_s"]
+        ),
+        "train_time_vs_floor": lambda r: (
+            r["train"]["pasa"]["time_s"] / r["train"]["floor"]["time_s"]
+        ),
+        "train_torch_impl_vs_default": lambda r: (
+            r["train"]["pasa_torch"]["time_s"] / r["train"]["pasa"]["time_s"]
+        ),
+        "train_memory_vs_published": lambda r: (
+            r["train"]["pasa"]["peak_bytes"] / r["train"]["published"]["peak_bytes"]
+        ),
     }
     summary = {}
     for k in sorted({r["kernel_size"] for r in records}):
@@ -223,7 +251,9 @@ def format_table(records: List[dict], summary: Dict[str, dict]) -> str:
             m = r[mode]
             ms = "".join(f"{m[v]['time_s'] * 1e3:13.1f}" for v in variants)
             mem = m["pasa"]["peak_bytes"], m["published"]["peak_bytes"]
-            mem_ratio = f"{mem[0] / mem[1]:9.3f}" if mem[0] is not None and mem[1] else f"{'n/a':>9}"
+            mem_ratio = (
+                f"{mem[0] / mem[1]:9.3f}" if mem[0] is not None and mem[1] else f"{'n/a':>9}"
+            )
             lines.append(
                 f"{r['site']:<28}{r['kernel_size']:>2} {mode:<6}{ms}"
                 f"{m['published']['time_s'] / m['pasa']['time_s']:10.1f}"
@@ -231,5 +261,8 @@ def format_table(records: List[dict], summary: Dict[str, dict]) -> str:
             )
     lines.append("geometric means over sites:")
     for k, ratios in summary.items():
-        lines.append(f"  {k}: " + ", ".join(f"{n}={v:.3g}" if v is not None else f"{n}=n/a" for n, v in ratios.items()))
+        lines.append(
+            f"  {k}: "
+            + ", ".join(f"{n}={v:.3g}" if v is not None else f"{n}=n/a" for n, v in ratios.items())
+        )
     return "\n".join(lines)

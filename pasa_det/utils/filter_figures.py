@@ -3,6 +3,7 @@
 Matplotlib's object API with the Agg canvas only (no pyplot): nothing global is
 switched, so importing this next to other plotting code changes nothing.
 """
+
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ def short_name(site: str) -> str:
     """`backbone.bottom_up.res3.0.aa` -> `res3.0.aa`: the part that says where."""
     for prefix in ("backbone.bottom_up.", "backbone."):
         if site.startswith(prefix):
-            return site[len(prefix):]
+            return site[len(prefix) :]
     return site
 
 
@@ -44,7 +45,9 @@ def _overlay(ax, image_rgb: np.ndarray, summary: dict, resized_hw, alpha: float)
     return im
 
 
-def plot_site(image_rgb: np.ndarray, site: str, summary: dict, resized_hw, alpha: float = 0.5) -> Figure:
+def plot_site(
+    image_rgb: np.ndarray, site: str, summary: dict, resized_hw, alpha: float = 0.5
+) -> Figure:
     """One site on one image: the group-averaged entropy over the image (left), each
     group's entropy map at the site's resolution (top right) and each group's mean
     filter (bottom right)."""
@@ -57,7 +60,9 @@ def plot_site(image_rgb: np.ndarray, site: str, summary: dict, resized_hw, alpha
 
     ax = left.subplots()
     im = _overlay(ax, image_rgb, summary, resized_hw, alpha)
-    left.colorbar(im, ax=ax, shrink=0.8, label="normalised filter entropy (1 = box blur, 0 = no blur)")
+    left.colorbar(
+        im, ax=ax, shrink=0.8, label="normalised filter entropy (1 = box blur, 0 = no blur)"
+    )
     ax.set_title(
         f"{short_name(site)}  (stride {summary['stride']}, k={k}, G={groups})\n"
         f"mean entropy {entropy.nanmean().item():.3f}"
@@ -67,9 +72,14 @@ def plot_site(image_rgb: np.ndarray, site: str, summary: dict, resized_hw, alpha
     for g, ax in enumerate(axes):
         ax.set_axis_off()
         if g < groups:
-            im = ax.imshow(entropy[g].numpy(), cmap=ENTROPY_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
-            ax.set_title(f"g{g}: H {summary['mean_entropy_per_group'][g]:.2f}, "
-                         f"mass {summary['group_mass'][g]:.2f}", fontsize=8)
+            im = ax.imshow(
+                entropy[g].numpy(), cmap=ENTROPY_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest"
+            )
+            ax.set_title(
+                f"g{g}: H {summary['mean_entropy_per_group'][g]:.2f}, "
+                f"mass {summary['group_mass'][g]:.2f}",
+                fontsize=8,
+            )
     top.colorbar(im, ax=axes.tolist(), shrink=0.8)
     top.suptitle("entropy per group", fontsize=10)
 
@@ -78,18 +88,29 @@ def plot_site(image_rgb: np.ndarray, site: str, summary: dict, resized_hw, alpha
     for g, ax in enumerate(axes):
         ax.set_axis_off()
         if g < groups:
-            im = ax.imshow(filters[g].numpy(), cmap=FILTER_CMAP, vmin=0.0, vmax=vmax, interpolation="nearest")
+            im = ax.imshow(
+                filters[g].numpy(), cmap=FILTER_CMAP, vmin=0.0, vmax=vmax, interpolation="nearest"
+            )
             ax.set_title(f"g{g}", fontsize=8)
             if k <= 3:
                 for (i, j), v in np.ndenumerate(filters[g].numpy()):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                            color="black" if v > 0.6 * vmax else "white")
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="black" if v > 0.6 * vmax else "white",
+                    )
     bottom.colorbar(im, ax=axes.tolist(), shrink=0.8)
     bottom.suptitle(f"mean filter per group (uniform = {1 / k**2:.3f})", fontsize=10)
     return fig
 
 
-def plot_overview(image_rgb: np.ndarray, summaries: Dict[str, dict], resized_hw, alpha: float = 0.5) -> Figure:
+def plot_overview(
+    image_rgb: np.ndarray, summaries: Dict[str, dict], resized_hw, alpha: float = 0.5
+) -> Figure:
     """Every site's group-averaged entropy over the image, side by side, one colour scale."""
     rows, cols = _grid(len(summaries))
     fig = Figure(figsize=(3.6 * cols, 3.4 * rows), layout="constrained")
@@ -98,7 +119,10 @@ def plot_overview(image_rgb: np.ndarray, summaries: Dict[str, dict], resized_hw,
         ax.set_axis_off()
     for ax, (site, summary) in zip(axes, summaries.items()):
         im = _overlay(ax, image_rgb, summary, resized_hw, alpha)
-        ax.set_title(f"{short_name(site)} (/{summary['stride']}): {summary['entropy'].nanmean().item():.3f}", fontsize=9)
+        ax.set_title(
+            f"{short_name(site)} (/{summary['stride']}): {summary['entropy'].nanmean().item():.3f}",
+            fontsize=9,
+        )
     fig.colorbar(im, ax=axes.tolist(), shrink=0.8, label="normalised filter entropy")
     return fig
 
@@ -133,14 +157,21 @@ def _average_over_images(images: Sequence[dict]) -> dict:
         for site in images[0]["sites"] if images else ():
             per_image = [img["sites"][site] for img in images]
             out[site] = {
-                key: _json_floats(np.nanmean(np.array([s[key] for s in per_image], dtype=np.float64), axis=0))
+                key: _json_floats(
+                    np.nanmean(np.array([s[key] for s in per_image], dtype=np.float64), axis=0)
+                )
                 for key in ("mean_entropy", "mean_entropy_per_group", "mean_filter_per_group")
             }
     return out
 
 
-def visualize_filters(cfg, inputs: Iterable[str], output_dir: str, sites: Optional[Iterable[str]] = None,
-                      alpha: float = 0.5) -> dict:
+def visualize_filters(
+    cfg,
+    inputs: Iterable[str],
+    output_dir: str,
+    sites: Optional[Iterable[str]] = None,
+    alpha: float = 0.5,
+) -> dict:
     """Run the model of `cfg` (weights from MODEL.WEIGHTS, if set) on each image as
     detectron2 infers, and write `<output_dir>/<image>/<site>.png`, `.../overview.png`
     and `<output_dir>/filters.json`; return what the JSON holds."""
@@ -159,7 +190,9 @@ def visualize_filters(cfg, inputs: Iterable[str], output_dir: str, sites: Option
     os.makedirs(output_dir, exist_ok=True)
     images, skipped, used = [], [], set()
     padded = {}  # the backbone's input: the resized image padded to its size divisibility
-    model.backbone.register_forward_pre_hook(lambda m, inputs: padded.update(hw=inputs[0].shape[-2:]))
+    model.backbone.register_forward_pre_hook(
+        lambda m, inputs: padded.update(hw=inputs[0].shape[-2:])
+    )
     with FilterRecorder(model, sites) as recorder:
         if not recorder.modules:
             raise ValueError("the model has no PASA module (is MODEL.ANTIALIAS.TYPE 'pasa'?)")
@@ -176,7 +209,10 @@ def visualize_filters(cfg, inputs: Iterable[str], output_dir: str, sites: Option
             with torch.no_grad():
                 model([{"image": tensor, "height": image.shape[0], "width": image.shape[1]}])
             resized_hw = resized.shape[:2]
-            summaries = {name: summarize_site(rec, resized_hw, padded["hw"]) for name, rec in recorder.records.items()}
+            summaries = {
+                name: summarize_site(rec, resized_hw, padded["hw"])
+                for name, rec in recorder.records.items()
+            }
 
             rgb = image[:, :, ::-1] if cfg.INPUT.FORMAT == "BGR" else image
             rgb = np.ascontiguousarray(np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb)
@@ -189,17 +225,27 @@ def visualize_filters(cfg, inputs: Iterable[str], output_dir: str, sites: Option
             image_dir = os.path.join(output_dir, name)
             os.makedirs(image_dir, exist_ok=True)
             for site, summary in summaries.items():
-                plot_site(rgb, site, summary, resized_hw, alpha).savefig(os.path.join(image_dir, f"{site}.png"), dpi=100)
-            plot_overview(rgb, summaries, resized_hw, alpha).savefig(os.path.join(image_dir, "overview.png"), dpi=100)
-            images.append({
-                "file": path,
-                "output": image_dir,
-                "image_hw": list(image.shape[:2]),
-                "resized_hw": list(resized_hw),
-                "sites": {site: site_json(s) for site, s in summaries.items()},
-            })
-    result = {"weights": cfg.MODEL.WEIGHTS, "images": images, "skipped": skipped,
-              "sites": _average_over_images(images)}
+                plot_site(rgb, site, summary, resized_hw, alpha).savefig(
+                    os.path.join(image_dir, f"{site}.png"), dpi=100
+                )
+            plot_overview(rgb, summaries, resized_hw, alpha).savefig(
+                os.path.join(image_dir, "overview.png"), dpi=100
+            )
+            images.append(
+                {
+                    "file": path,
+                    "output": image_dir,
+                    "image_hw": list(image.shape[:2]),
+                    "resized_hw": list(resized_hw),
+                    "sites": {site: site_json(s) for site, s in summaries.items()},
+                }
+            )
+    result = {
+        "weights": cfg.MODEL.WEIGHTS,
+        "images": images,
+        "skipped": skipped,
+        "sites": _average_over_images(images),
+    }
     with open(os.path.join(output_dir, "filters.json"), "w") as f:
         json.dump(result, f, indent=1)
     return result

@@ -5,6 +5,7 @@ filters every PASA module predicts, and the per-site summaries (normalised
 entropy maps, mean filters) computed from them. No detectron2 API is used here;
 the figures and the model-running driver live in `filter_figures.py`.
 """
+
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -71,7 +72,9 @@ def upsample_to_image(
     return site_map[..., rows[:, None], cols[None, :]]
 
 
-def find_pasa_modules(model: nn.Module, sites: Optional[Iterable[str]] = None) -> "OrderedDict[str, PASA]":
+def find_pasa_modules(
+    model: nn.Module, sites: Optional[Iterable[str]] = None
+) -> "OrderedDict[str, PASA]":
     """The model's PASA modules by qualified name, in registration order. `sites`
     keeps those named exactly or ending in `.<site>` (`stem.aa`, `res3.0.aa`, or
     `aa` for every main-path filter); a site matching none is an error naming all."""
@@ -117,7 +120,9 @@ class FilterRecorder:
         return hook
 
     def __enter__(self) -> "FilterRecorder":
-        self._handles = [m.register_forward_hook(self._hook(name)) for name, m in self.modules.items()]
+        self._handles = [
+            m.register_forward_hook(self._hook(name)) for name, m in self.modules.items()
+        ]
         return self
 
     def __exit__(self, *exc):
@@ -126,7 +131,9 @@ class FilterRecorder:
         self._handles = []
 
 
-def summarize_site(record: SiteFilters, resized_hw: Sequence[int], padded_hw: Sequence[int], index: int = 0) -> dict:
+def summarize_site(
+    record: SiteFilters, resized_hw: Sequence[int], padded_hw: Sequence[int], index: int = 0
+) -> dict:
     """Maps and numbers for image `index` of a recorded batch, over the filter
     positions inside its resized image (`resized_hw`), not the zero padding that
     brings the batch to `padded_hw`:

@@ -5,6 +5,7 @@ FLOPs are fvcore's (one multiply-add counts one), with handles for what the
 filters add that fvcore skips by default: PASA's weighted sum (a custom
 autograd Function, k*k multiply-adds per output) and the softmax.
 """
+
 from typing import Dict, List
 
 import torch
@@ -46,13 +47,17 @@ FLOP_HANDLES = {
 # the IoU matching of random proposals sets how many ROIs the (costly) mask head
 # trains on. `build` also zeroes the box-offset predictors: proposals are anchors.
 FIXED_HEAD_WORKLOAD = [
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,  # every box is a detection ...
-    "MODEL.ROI_HEADS.NMS_THRESH_TEST", 1.0,  # ... none suppressed: DETECTIONS_PER_IMAGE
-    "MODEL.RPN.NMS_THRESH", 1.0,  # the RPN keeps its POST_NMS_TOPK proposals
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    0.0,  # every box is a detection ...
+    "MODEL.ROI_HEADS.NMS_THRESH_TEST",
+    1.0,  # ... none suppressed: DETECTIONS_PER_IMAGE
+    "MODEL.RPN.NMS_THRESH",
+    1.0,  # the RPN keeps its POST_NMS_TOPK proposals
     # Every proposal overlaps the whole-image ground-truth box of `synthetic_inputs`,
     # so all are foreground: the mask head trains on POSITIVE_FRACTION *
     # BATCH_SIZE_PER_IMAGE ROIs per image.
-    "MODEL.ROI_HEADS.IOU_THRESHOLDS", [1e-6],
+    "MODEL.ROI_HEADS.IOU_THRESHOLDS",
+    [1e-6],
 ]
 
 
@@ -72,13 +77,18 @@ def build(model_key: str, aa_type: str, device: str, height: int, width: int):
     model = build_model(cfg)
     if "mask_rcnn" in model_key:  # no box offsets: proposals are anchors, detections proposals
         with torch.no_grad():
-            for layer in (model.proposal_generator.rpn_head.anchor_deltas, model.roi_heads.box_predictor.bbox_pred):
+            for layer in (
+                model.proposal_generator.rpn_head.anchor_deltas,
+                model.roi_heads.box_predictor.bbox_pred,
+            ):
                 layer.weight.zero_()
                 layer.bias.zero_()
     return model
 
 
-def synthetic_inputs(model_key: str, batch: int, height: int, width: int, device: str, seed: int = 0) -> List[dict]:
+def synthetic_inputs(
+    model_key: str, batch: int, height: int, width: int, device: str, seed: int = 0
+) -> List[dict]:
     """Random images with a few random boxes and masks (instance models) or a
     random label map (semantic models)."""
     gen = torch.Generator().manual_seed(seed)
@@ -93,7 +103,9 @@ def synthetic_inputs(model_key: str, batch: int, height: int, width: int, device
             xy = torch.rand(n, 2, generator=gen) * torch.tensor([width / 2, height / 2])
             wh = (torch.rand(n, 2, generator=gen) * 0.4 + 0.1) * torch.tensor([width, height])
             boxes = torch.cat([xy, xy + wh], dim=1)
-            boxes[0] = torch.tensor([0.0, 0.0, width, height])  # overlaps every proposal (FIXED_HEAD_WORKLOAD)
+            boxes[0] = torch.tensor(
+                [0.0, 0.0, width, height]
+            )  # overlaps every proposal (FIXED_HEAD_WORKLOAD)
             masks = torch.zeros(n, height, width, dtype=torch.bool)
             for mask, (x0, y0, x1, y1) in zip(masks, boxes.round().long().tolist()):
                 mask[y0:y1, x0:x1] = True
@@ -144,7 +156,9 @@ def count_flops(model, inputs) -> dict:
     return {"flops": total, "unsupported_ops": dict(analysis.unsupported_ops())}
 
 
-def time_inference_and_training(models: Dict[str, nn.Module], infer_inputs, train_inputs, repeats: int, device: str):
+def time_inference_and_training(
+    models: Dict[str, nn.Module], infer_inputs, train_inputs, repeats: int, device: str
+):
     """Median seconds of one inference on `infer_inputs` and of one training forward and
     backward on `train_inputs` for each model, timed interleaved."""
 
@@ -165,17 +179,26 @@ def time_inference_and_training(models: Dict[str, nn.Module], infer_inputs, trai
 
         return run
 
-    infer_times = interleaved_medians({name: infer(m) for name, m in models.items()}, repeats, device)
-    train_times = interleaved_medians({name: train(m) for name, m in models.items()}, repeats, device)
+    infer_times = interleaved_medians(
+        {name: infer(m) for name, m in models.items()}, repeats, device
+    )
+    train_times = interleaved_medians(
+        {name: train(m) for name, m in models.items()}, repeats, device
+    )
     return infer_times, train_times
 
 
-def benchmark_models(model_key: str, batch: int, height: int, width: int, repeats: int, device: str) -> Dict[str, dict]:
+def benchmark_models(
+    model_key: str, batch: int, height: int, width: int, repeats: int, device: str
+) -> Dict[str, dict]:
     """Params, FLOPs, inference time per image and training time per iteration
     of `model_key` for every anti-aliasing type, timed interleaved."""
     models = {aa: build(model_key, aa, device, height, width) for aa in AA_TYPES}
     inputs = synthetic_inputs(model_key, batch, height, width, device)
-    results = {aa: {"params": sum(p.numel() for p in m.parameters()), **count_flops(m, inputs)} for aa, m in models.items()}
+    results = {
+        aa: {"params": sum(p.numel() for p in m.parameters()), **count_flops(m, inputs)}
+        for aa, m in models.items()
+    }
 
     infer_times, train_times = time_inference_and_training(models, inputs, inputs, repeats, device)
     for aa in AA_TYPES:

@@ -1,4 +1,5 @@
 """Register the embedded synthetic sets; their files are generated on first use."""
+
 import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -54,7 +55,9 @@ def _prepare_cityscapes_instances(name: str) -> None:
 def _load_cityscapes_instances(name: str):
     _prepare_cityscapes_instances(name)
     meta = MetadataCatalog.get(name)
-    return load_cityscapes_instances(meta.image_dir, meta.gt_dir, from_json=False, to_polygons=False)
+    return load_cityscapes_instances(
+        meta.image_dir, meta.gt_dir, from_json=False, to_polygons=False
+    )
 
 
 def register_synthetic(root: str) -> None:
@@ -64,8 +67,12 @@ def register_synthetic(root: str) -> None:
         MetadataCatalog.get(name).set(
             json_file=os.path.join(split_root, "annotations.json"),
             image_root=os.path.join(split_root, "images"),
-            split_root=split_root, num_images=num_images, seed=seed,
-            evaluator_type="coco", thing_classes=list(CLASSES), prepare=_prepare_instances,
+            split_root=split_root,
+            num_images=num_images,
+            seed=seed,
+            evaluator_type="coco",
+            thing_classes=list(CLASSES),
+            prepare=_prepare_instances,
         )
     for name, (folder, num_images, seed) in SYNTHETIC_SEMANTIC_SPLITS.items():
         split_root, split = os.path.join(root, folder), name.rsplit("_", 1)[1]
@@ -73,15 +80,23 @@ def register_synthetic(root: str) -> None:
         MetadataCatalog.get(name).set(
             image_dir=os.path.join(split_root, "leftImg8bit", split),
             gt_dir=os.path.join(split_root, "gtFine", split),
-            split_root=split_root, split=split, num_images=num_images, seed=seed,
-            evaluator_type="sem_seg", stuff_classes=list(SEMANTIC_CLASSES), ignore_label=255,
+            split_root=split_root,
+            split=split,
+            num_images=num_images,
+            seed=seed,
+            evaluator_type="sem_seg",
+            stuff_classes=list(SEMANTIC_CLASSES),
+            ignore_label=255,
             prepare=_prepare_semantic,
         )
     for name, semantic_split in SYNTHETIC_CITYSCAPES_INSTANCE_SPLITS.items():
         semantic = MetadataCatalog.get(semantic_split)
         DatasetCatalog.register(name, lambda name=name: _load_cityscapes_instances(name))
         MetadataCatalog.get(name).set(
-            image_dir=semantic.image_dir, gt_dir=semantic.gt_dir, semantic_split=semantic_split,
-            evaluator_type="cityscapes_instance", prepare=_prepare_cityscapes_instances,
+            image_dir=semantic.image_dir,
+            gt_dir=semantic.gt_dir,
+            semantic_split=semantic_split,
+            evaluator_type="cityscapes_instance",
+            prepare=_prepare_cityscapes_instances,
             **_get_builtin_metadata("cityscapes"),
         )

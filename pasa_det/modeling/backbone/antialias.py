@@ -1,4 +1,5 @@
 """Building anti-aliasing filters from `MODEL.ANTIALIAS`, with errors that name the key."""
+
 from detectron2.layers import get_norm
 from torch import nn
 
@@ -19,17 +20,25 @@ def check_antialias_config(cfg) -> None:
         return
     k = aa.KERNEL_SIZE
     if not isinstance(k, int) or k < 1 or k % 2 == 0:
-        raise ValueError(f"MODEL.ANTIALIAS.KERNEL_SIZE must be an odd integer >= 1 (3 or 5 in the paper), got {k!r}")
+        raise ValueError(
+            f"MODEL.ANTIALIAS.KERNEL_SIZE must be an odd integer >= 1 (3 or 5 in the paper), got {k!r}"
+        )
     if aa.PAD_MODE not in PAD_MODES:
-        raise ValueError(f"MODEL.ANTIALIAS.PAD_MODE must be one of {PAD_MODES}, got {aa.PAD_MODE!r}")
+        raise ValueError(
+            f"MODEL.ANTIALIAS.PAD_MODE must be one of {PAD_MODES}, got {aa.PAD_MODE!r}"
+        )
     unknown = [s for s in aa.STAGES if s not in RESNET_STAGES]
     if unknown:
-        raise ValueError(f"MODEL.ANTIALIAS.STAGES may only name {RESNET_STAGES}, got {list(unknown)}")
+        raise ValueError(
+            f"MODEL.ANTIALIAS.STAGES may only name {RESNET_STAGES}, got {list(unknown)}"
+        )
     if aa.TYPE == "pasa":
         if not isinstance(aa.GROUP, int) or aa.GROUP < 1:
             raise ValueError(f"MODEL.ANTIALIAS.GROUP must be a positive integer, got {aa.GROUP!r}")
         if aa.SOFTMAX not in SOFTMAX_MODES:
-            raise ValueError(f"MODEL.ANTIALIAS.SOFTMAX must be one of {SOFTMAX_MODES}, got {aa.SOFTMAX!r}")
+            raise ValueError(
+                f"MODEL.ANTIALIAS.SOFTMAX must be one of {SOFTMAX_MODES}, got {aa.SOFTMAX!r}"
+            )
         _logit_norm(aa.NORM, aa.GROUP * k * k)
 
 

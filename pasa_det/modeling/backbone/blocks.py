@@ -4,6 +4,7 @@ Each class adopts the convolutions of the detectron2 module it replaces, so
 every parameter keeps its name and its weights, moves their stride into an
 extra child `aa` (and `shortcut_aa`), and rewrites only `forward`.
 """
+
 import torch
 import torch.nn.functional as F
 from detectron2.layers import CNNBlockBase

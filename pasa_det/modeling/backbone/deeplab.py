@@ -1,4 +1,5 @@
 """Anti-aliased DeepLab ResNet (deep stem, multi-grid, dilated res5)."""
+
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.projects.deeplab.resnet import build_resnet_deeplab_backbone
 

@@ -1,4 +1,5 @@
 """Anti-aliased ResNet-FPN."""
+
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.fpn import build_resnet_fpn_backbone
 

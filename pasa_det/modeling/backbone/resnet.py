@@ -1,4 +1,5 @@
 """Anti-aliased ResNet: detectron2's ResNet with its strided modules swapped."""
+
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import (
     BasicBlock,
@@ -45,7 +46,9 @@ def antialias_resnet(resnet: ResNet, cfg) -> ResNet:
     if aa.TYPE == "none":
         return resnet
     if aa.STEM:
-        resnet.stem = _antialias_module(resnet.stem, _STEMS, cfg, resnet.stem.out_channels, "the stem")
+        resnet.stem = _antialias_module(
+            resnet.stem, _STEMS, cfg, resnet.stem.out_channels, "the stem"
+        )
     for name, stage in zip(resnet.stage_names, resnet.stages):
         block = stage[0]
         if name not in aa.STAGES or block.stride == 1:
@@ -53,8 +56,14 @@ def antialias_resnet(resnet: ResNet, cfg) -> ResNet:
         shortcut_aa = None
         if aa.SHORTCUT and block.shortcut is not None:
             shortcut_aa = build_antialias_filter(cfg, block.in_channels, f"{name} shortcut")
-        main_channels = block.conv2.out_channels if isinstance(block, BottleneckBlock) else block.conv1.out_channels
-        stage[0] = _antialias_module(block, _BLOCKS, cfg, main_channels, f"{name}", shortcut_aa=shortcut_aa)
+        main_channels = (
+            block.conv2.out_channels
+            if isinstance(block, BottleneckBlock)
+            else block.conv1.out_channels
+        )
+        stage[0] = _antialias_module(
+            block, _BLOCKS, cfg, main_channels, f"{name}", shortcut_aa=shortcut_aa
+        )
     return resnet.freeze(cfg.MODEL.BACKBONE.FREEZE_AT)
 
 
