@@ -1,18 +1,5 @@
-"""Packaging: importing without detectron2, and the shipped config fragment."""
-
-import os
-import subprocess
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def test_import_without_detectron2_says_how_to_install():
-    code = "import sys; sys.modules['detectron2'] = None; import pasa_det"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode != 0
-    assert "ImportError: pasa_det needs detectron2" in run.stderr
-    assert "make setup" in run.stderr
+"""Packaging: pasa_det's install requirements leave detectron2 out (pip cannot resolve it;
+set-up installs it). Importing without detectron2: test_layers_without_detectron2.py."""
 
 
 def test_installed_requirements_leave_out_detectron2():
