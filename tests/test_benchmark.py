@@ -9,9 +9,9 @@ import pytest
 import torch
 from fvcore.nn import FlopCountAnalysis
 
+from pasa_det.analysis.benchmark import add_site_memory, mask_rcnn_aa_sites, summarize, time_site
+from pasa_det.analysis.model_benchmark import FLOP_HANDLES, build, synthetic_inputs
 from pasa_det.layers import PASA
-from pasa_det.utils.benchmark import add_site_memory, mask_rcnn_aa_sites, summarize, time_site
-from pasa_det.utils.model_benchmark import FLOP_HANDLES, build, synthetic_inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

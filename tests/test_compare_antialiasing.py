@@ -8,8 +8,8 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from pasa_det.analysis.compare import compare
 from pasa_det.data.synthetic import CLASSES, write_instance_split
-from pasa_det.engine.compare import compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(

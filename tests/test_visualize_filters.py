@@ -1,4 +1,4 @@
-"""tools/visualize_filters.py and pasa_det.utils.filter_maps: the captured filters,
+"""tools/visualize_filters.py and pasa_det.analysis.filter_maps: the captured filters,
 their entropy and mean-filter summaries on hand-set filter banks, and a smoke run."""
 
 import json
@@ -13,8 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from pasa_det.layers.pasa import PASA
-from pasa_det.utils.filter_maps import (
+from pasa_det.analysis.filter_maps import (
     FilterRecorder,
     find_pasa_modules,
     normalized_entropy,
@@ -23,6 +22,7 @@ from pasa_det.utils.filter_maps import (
     summarize_site,
     upsample_to_image,
 )
+from pasa_det.layers.pasa import PASA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(

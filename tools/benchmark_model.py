@@ -16,7 +16,7 @@ import json
 
 import torch
 
-from pasa_det.utils.model_benchmark import AA_TYPES, MODELS, benchmark_models
+from pasa_det.analysis.model_benchmark import AA_TYPES, MODELS, benchmark_models
 
 
 def main(argv=None):

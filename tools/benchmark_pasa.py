@@ -20,7 +20,7 @@ import sys
 
 import torch
 
-from pasa_det.utils.benchmark import (
+from pasa_det.analysis.benchmark import (
     add_site_memory,
     format_table,
     mask_rcnn_aa_sites,

@@ -13,7 +13,7 @@ import argparse
 
 from detectron2.utils.logger import setup_logger
 
-from pasa_det.engine.compare import TIMING_ROUNDS, VARIANTS, compare
+from pasa_det.analysis.compare import TIMING_ROUNDS, VARIANTS, compare
 
 
 def main(argv=None):

@@ -13,8 +13,8 @@ import sys
 
 from detectron2.utils.logger import setup_logger
 
+from pasa_det.analysis.filter_figures import visualize_filters
 from pasa_det.config import load_config
-from pasa_det.utils.filter_figures import visualize_filters
 
 
 def main(argv=None):

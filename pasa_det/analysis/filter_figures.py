@@ -13,8 +13,14 @@ from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
+from detectron2.data import transforms as T
+from detectron2.data.detection_utils import read_image
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+
+from pasa_det.checkpoint import load_checkpoint
+from pasa_det.engine import Trainer
+from pasa_det.engine.demo import iter_image_paths
 
 from .filter_maps import FilterRecorder, summarize_site, upsample_to_image
 
@@ -175,13 +181,6 @@ def visualize_filters(
     """Run the model of `cfg` (weights from MODEL.WEIGHTS, if set) on each image as
     detectron2 infers, and write `<output_dir>/<image>/<site>.png`, `.../overview.png`
     and `<output_dir>/filters.json`; return what the JSON holds."""
-    from detectron2.data import transforms as T
-    from detectron2.data.detection_utils import read_image
-
-    from pasa_det.checkpoint import load_checkpoint
-    from pasa_det.engine import Trainer
-    from pasa_det.engine.demo import iter_image_paths
-
     model = Trainer.build_model(cfg)
     if cfg.MODEL.WEIGHTS:
         load_checkpoint(cfg, model)

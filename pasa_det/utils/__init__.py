@@ -1,1 +1,0 @@
-"""Helpers for the tools (benchmarks); nothing here is needed to train or run a model."""
