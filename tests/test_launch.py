@@ -66,7 +66,8 @@ def test_sigterm_ends_a_process_blocked_in_a_collective(tmp_path):
     pid_file = tmp_path / "pid0"
 
     def terminate_rank_0():
-        while not pid_file.exists():
+        deadline = time.monotonic() + 300
+        while not pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # into the barrier
         os.kill(int(pid_file.read_text()), signal.SIGTERM)

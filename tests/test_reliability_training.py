@@ -144,10 +144,13 @@ def test_train_net_exits_on_sigterm_with_a_checkpoint_and_how_to_resume(tmp_path
         stderr=subprocess.PIPE,
         text=True,
     )
-    log = tmp_path / "log.txt"
+    log, deadline = tmp_path / "log.txt", time.monotonic() + 300
     while process.poll() is None and not (
         log.exists() and "Starting training from iteration 0" in log.read_text()
     ):
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("training did not start within 300 s")
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)

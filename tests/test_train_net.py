@@ -265,10 +265,13 @@ def test_run_killed_mid_training_and_resumed_ends_with_the_same_weights(tmp_path
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    marker = interrupted / "last_checkpoint"
+    marker, deadline = interrupted / "last_checkpoint", time.monotonic() + 300
     while process.poll() is None and not (
         marker.exists() and marker.read_text().strip() == "model_0000002.pth"
     ):
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("no checkpoint of iteration 2 within 300 s")
         time.sleep(0.02)
     process.kill()  # as a crash or a preemption would
     assert process.wait() == -signal.SIGKILL, "training ended before it could be interrupted"
