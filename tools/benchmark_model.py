@@ -16,7 +16,8 @@ import json
 
 import torch
 
-from pasa_det.analysis.model_benchmark import AA_TYPES, MODELS, benchmark_models
+from pasa_det.analysis.model_benchmark import MODELS, benchmark_models
+from pasa_det.modeling.backbone.antialias import ANTIALIAS_TYPES
 
 
 def main(argv=None):
@@ -43,7 +44,7 @@ def main(argv=None):
     )
     for key in args.models:
         results[key] = benchmark_models(key, args.batch, height, width, args.repeats, args.device)
-        for aa in AA_TYPES:
+        for aa in ANTIALIAS_TYPES:
             r = results[key][aa]
             print(
                 f"{key:<24}{aa:<6}{r['params'] / 1e6:9.2f}{r['flops'] / 1e9:8.1f}{r['flops_vs_none']:7.3f}"

@@ -16,9 +16,10 @@ from pasa_det.analysis.model_benchmark import count_flops, time_inference_and_tr
 from pasa_det.config import load_config
 from pasa_det.engine.trainer import Trainer
 from pasa_det.evaluation import json_ready
+from pasa_det.modeling.backbone.antialias import ANTIALIAS_TYPES
 
 logger = logging.getLogger(__name__)
-VARIANTS = ("none", "lpf", "pasa")
+VARIANTS = ANTIALIAS_TYPES
 TIMING_ROUNDS = 10
 RATIO_METRICS = ("GFLOPs / image", "train s / iter", "inference s / image")
 

@@ -16,6 +16,7 @@ from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from pasa_det.config import load_config
+from pasa_det.modeling.backbone.antialias import ANTIALIAS_TYPES
 
 from .benchmark import CONFIGS, interleaved_medians
 
@@ -23,7 +24,6 @@ MODELS = {
     "mask_rcnn_R_50_FPN": "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_{}.yaml",
     "deeplab_v3_plus_R_101": "Cityscapes-SemanticSegmentation/deeplab_v3_plus_R_101_os16_mg124_poly_90k_bs16_{}.yaml",
 }
-AA_TYPES = ("none", "lpf", "pasa")
 
 
 def _weighted_subsample_flops(inputs, outputs):
@@ -193,7 +193,7 @@ def benchmark_models(
 ) -> Dict[str, dict]:
     """Params, FLOPs, inference time per image and training time per iteration
     of `model_key` for every anti-aliasing type, timed interleaved."""
-    models = {aa: build(model_key, aa, device, height, width) for aa in AA_TYPES}
+    models = {aa: build(model_key, aa, device, height, width) for aa in ANTIALIAS_TYPES}
     inputs = synthetic_inputs(model_key, batch, height, width, device)
     results = {
         aa: {"params": sum(p.numel() for p in m.parameters()), **count_flops(m, inputs)}
@@ -201,10 +201,10 @@ def benchmark_models(
     }
 
     infer_times, train_times = time_inference_and_training(models, inputs, inputs, repeats, device)
-    for aa in AA_TYPES:
+    for aa in ANTIALIAS_TYPES:
         results[aa]["inference_s_per_image"] = infer_times[aa] / batch
         results[aa]["train_s_per_iter"] = train_times[aa]
-    for aa in AA_TYPES:
+    for aa in ANTIALIAS_TYPES:
         for key in ("params", "flops", "inference_s_per_image", "train_s_per_iter"):
             results[aa][f"{key}_vs_none"] = results[aa][key] / results["none"][key]
     return results
