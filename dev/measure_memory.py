@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Peak-RSS growth of evaluation and of the demo over many small generated images
-(README "Reliability"): neither should grow with the number of images beyond the
+(docs/RELIABILITY.md): neither should grow with the number of images beyond the
 predictions evaluation must keep.
 
     nice python dev/measure_memory.py --eval-images 2000 --demo-images 1000

@@ -46,7 +46,7 @@ def add_pasa_config(cfg: CN) -> CN:
     cfg.TEST.SHIFT_CONSISTENCY.MAX_SHIFT = 32
     cfg.TEST.SHIFT_CONSISTENCY.SEED = 0
 
-    # Reliability (README "Reliability"). Load MODEL.WEIGHTS even when some of its weights
+    # Reliability (docs/RELIABILITY.md). Load MODEL.WEIGHTS even when some of its weights
     # have other shapes than the model's (fine-tuning with other classes) or none match.
     cfg.MODEL.WEIGHTS_ALLOW_PARTIAL = False
     # Unpickle MODEL.WEIGHTS without weights_only restrictions: only for files you trust.
