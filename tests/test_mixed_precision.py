@@ -4,7 +4,7 @@ loss scaling, and a bad PRECISION is a config error naming the key."""
 import pytest
 import torch
 from detectron2.engine import HookBase
-from test_reliability_training import CONFIG, TINY, trainer
+from tiny_training import CONFIG, TINY, trainer
 
 from pasa_det.config import ConfigError, load_config
 from pasa_det.layers import PASA

@@ -10,43 +10,9 @@ import time
 import pytest
 import torch
 from detectron2.engine import HookBase
-from detectron2.utils.env import seed_all_rng
+from tiny_training import CONFIG, ROOT, TINY, trainer
 
-from pasa_det.config import load_config
-from pasa_det.engine import NonFiniteLossError, Trainer, TrainingInterrupted
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(
-    ROOT, "configs", "Synthetic-InstanceSegmentation", "mask_rcnn_R_18_FPN_quick_pasa.yaml"
-)
-TINY = [
-    "SOLVER.IMS_PER_BATCH",
-    "2",
-    "DATALOADER.NUM_WORKERS",
-    "0",
-    "SOLVER.WARMUP_ITERS",
-    "2",
-    "DATASETS.TEST",
-    "()",
-    "INPUT.MIN_SIZE_TRAIN",
-    "(64,)",
-    "INPUT.MAX_SIZE_TRAIN",
-    "64",
-    "SOLVER.MAX_ITER",
-    "4",
-]
-
-
-def trainer(output_dir, *opts, resume=False, hooks=()):
-    cfg = load_config(CONFIG, [*TINY, "OUTPUT_DIR", str(output_dir), *opts])
-    cfg.freeze()
-    seed_all_rng(
-        cfg.SEED
-    )  # as default_setup in tools/train_net.py: the same initial weights every run
-    t = Trainer(cfg)
-    t.register_hooks(list(hooks))
-    t.resume_or_load(resume=resume)
-    return t
+from pasa_det.engine import NonFiniteLossError, TrainingInterrupted
 
 
 class At(HookBase):
