@@ -18,9 +18,10 @@ from pasa_det.layers.pasa import (
 )
 
 
+@pytest.mark.skipif(
+    native_available(), reason="the C++ kernel is built: auto picks it (tested below)"
+)
 def test_auto_impl_without_the_kernel_is_the_torch_path_on_the_cpu():
-    if native_available():
-        pytest.skip("the C++ kernel is built: covered by the test above")
     assert PASA(16).resolved_impl(torch.randn(1, 16, 8, 8)) == "fast"
     with pytest.raises(ValueError, match="needs the C\\+\\+ kernel"):
         PASA(16, impl="native")
