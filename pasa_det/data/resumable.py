@@ -108,9 +108,11 @@ class PositionSeededDataset(Dataset):
 
 
 class ResumableLoader:
-    """Training batches from `loader`, whose stream starts at `sampler.start` as read
-    when the first batch is asked for, not when `iter()` is called: detectron2 0.6's
-    trainer calls `iter()` as it is built, before --resume sets the position."""
+    """Training batches from `loader`, with the sampler that --resume positions
+    (`sampler.start`). Iterating starts nothing until the first batch is asked for:
+    detectron2 0.6's SimpleTrainer calls `iter()` as it is built, and that iterator is
+    never used (pasa_det's TrainingStep makes its own at the first step), so it must not
+    start data-loader workers or read the sampler."""
 
     def __init__(self, loader, sampler: ResumableTrainingSampler):
         self.loader, self.sampler = loader, sampler

@@ -45,7 +45,6 @@ class CheckpointOnSignal(HookBase):
         self.checkpointer = checkpointer
         self.min_deadline_s, self.slowest_factor = min_deadline_s, slowest_factor
         self.received = None
-        self._received_at = None
         self._slowest_s = 0.0
         self._step_start = None
         self._previous = {}
@@ -53,19 +52,15 @@ class CheckpointOnSignal(HookBase):
         self._wakeup = None
         self._done = threading.Event()
 
-    # -- in the main thread, when Python gets to run the handler
+    # -- in the main thread, when Python gets to run the handler: the first signal is
+    # recorded; what follows it (a repeat, a second signal, the deadline) is the watchdog's.
     def _handle(self, signum, frame):
         if self.received is None:
-            self.received, self._received_at = signum, time.monotonic()
+            self.received = signum
             logger.warning(
                 f"{signal.Signals(signum).name} received: saving a checkpoint after this iteration, then "
                 "stopping (send it again to stop at once)"
             )
-        elif not self._is_repeat(signum):
-            self._exit_now(signum, "received a second time")
-
-    def _is_repeat(self, signum) -> bool:
-        return signum == self.received and time.monotonic() - self._received_at < self.REPEAT_S
 
     def _exit_now(self, signum, why: str):
         print(
@@ -76,7 +71,8 @@ class CheckpointOnSignal(HookBase):
         logging.shutdown()
         os._exit(128 + signum)
 
-    # -- in the watchdog thread, woken by the C-level handler even while the main thread is blocked
+    # -- in the watchdog thread, woken through the wakeup fd for every signal, even while the
+    # main thread is blocked
     def deadline_s(self) -> float:
         return max(self.min_deadline_s, self.slowest_factor * self._slowest_s)
 
