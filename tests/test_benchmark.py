@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,10 +15,12 @@ from pasa_det.analysis.model_benchmark import FLOP_HANDLES, build, synthetic_inp
 from pasa_det.layers import PASA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = Path(ROOT) / "configs"
+MASK_RCNN_PASA = str(CONFIGS / "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_pasa.yaml")
 
 
 def test_mask_rcnn_sites_have_the_real_backbone_shapes():
-    sites = {s["site"]: s["shape"][1:] for s in mask_rcnn_aa_sites(2, 800, 1344)}
+    sites = {s["site"]: s["shape"][1:] for s in mask_rcnn_aa_sites(2, 800, 1344, MASK_RCNN_PASA)}
     assert sites == {
         "bottom_up.stem.aa": [64, 399, 671],  # after the dense 2x2 max-pool
         "bottom_up.res3.0.aa": [128, 200, 336],
@@ -81,7 +84,7 @@ def test_untrained_mask_rcnn_heads_do_a_fixed_amount_of_work():
     from detectron2.utils.events import EventStorage
 
     inputs = synthetic_inputs("mask_rcnn_R_50_FPN", 2, 64, 96, "cpu")
-    model = build("mask_rcnn_R_50_FPN", "pasa", "cpu", 64, 96)
+    model = build("mask_rcnn_R_50_FPN", "pasa", "cpu", 64, 96, CONFIGS)
     heads = model.roi_heads
     with torch.no_grad():
         outputs = model.eval()(inputs)

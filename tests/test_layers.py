@@ -175,11 +175,11 @@ def test_lowpass_is_depthwise_odd_sized_and_not_in_state_dict():
         LowPassFilter(3, kernel_size=2)
 
 
-def _impl_and_plain(impl, channels, **kwargs):
-    fast = randomize_norms_(PASA(channels, impl=impl, **kwargs))
-    plain = PASA(channels, impl="plain", **kwargs)
-    plain.load_state_dict(fast.state_dict())
-    return fast, plain
+def _impl_and_autograd(impl, channels, **kwargs):
+    tested = randomize_norms_(PASA(channels, impl=impl, **kwargs))
+    reference = PASA(channels, impl="autograd", **kwargs)
+    reference.load_state_dict(tested.state_dict())
+    return tested, reference
 
 
 def _output_and_grads(m, x, grad_out_seed=1):
@@ -202,13 +202,13 @@ def _output_and_grads(m, x, grad_out_seed=1):
 )
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("impl", [pytest.param("native", marks=pytest.mark.native), "fast"])
-def test_impls_match_plain_forward_and_gradients(impl, kwargs, size, train, channels_last):
-    fast, plain = (m.train(train) for m in _impl_and_plain(impl, 16, **kwargs))
+@pytest.mark.parametrize("impl", [pytest.param("native", marks=pytest.mark.native), "torch"])
+def test_impls_match_autograd_forward_and_gradients(impl, kwargs, size, train, channels_last):
+    tested, reference = (m.train(train) for m in _impl_and_autograd(impl, 16, **kwargs))
     x = torch.randn(2, 16, *size)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
-    for got, expected in zip(_output_and_grads(fast, x), _output_and_grads(plain, x)):
+    for got, expected in zip(_output_and_grads(tested, x), _output_and_grads(reference, x)):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -14,7 +14,7 @@ from pasa_det.layers.pasa import (
     _C,
     FusedSoftmaxSubsample,
     native_available,
-    plain_weighted_subsample,
+    autograd_weighted_subsample,
 )
 
 
@@ -22,7 +22,7 @@ from pasa_det.layers.pasa import (
     native_available(), reason="the C++ kernel is built: auto picks it (tested below)"
 )
 def test_auto_impl_without_the_kernel_is_the_torch_path_on_the_cpu():
-    assert PASA(16).resolved_impl(torch.randn(1, 16, 8, 8)) == "fast"
+    assert PASA(16).resolved_impl(torch.randn(1, 16, 8, 8)) == "torch"
     with pytest.raises(ValueError, match="needs the C\\+\\+ kernel"):
         PASA(16, impl="native")
 
@@ -121,7 +121,7 @@ def test_fused_softmax_subsample_matches_torch_and_gradchecks(
     args = (kernel_size, stride, group, joint, pad_mode, _C)
     got = FusedSoftmaxSubsample.apply(x, logits, *args)
     weights = _reference_weights(logits, group, kernel_size, joint)
-    expected = plain_weighted_subsample(
+    expected = autograd_weighted_subsample(
         pad_same(x, kernel_size // 2, pad_mode), weights, kernel_size, stride
     )
     torch.testing.assert_close(got, expected)
@@ -139,7 +139,7 @@ def test_fused_float32_softmax_is_accurate_on_large_logits():
     logits = torch.randn(1, 72, 8, 8) * 30
     got = FusedSoftmaxSubsample.apply(x, logits, 3, 2, 8, True, "reflect", _C)
     weights = _reference_weights(logits.double(), 8, 3, True)
-    expected = plain_weighted_subsample(pad_same(x.double(), 1, "reflect"), weights, 3, 2)
+    expected = autograd_weighted_subsample(pad_same(x.double(), 1, "reflect"), weights, 3, 2)
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -158,8 +158,8 @@ def test_fused_forward_keeps_filters_only_for_backward():
 def test_auto_impl_picks_native_on_cpu_float_and_fast_elsewhere():
     m = PASA(16)
     assert m.resolved_impl(torch.randn(1, 16, 8, 8)) == "native"
-    assert m.resolved_impl(torch.randn(1, 16, 8, 8, dtype=torch.bfloat16)) == "fast"
-    assert PASA(16, impl="plain").resolved_impl(torch.randn(1, 16, 8, 8)) == "plain"
+    assert m.resolved_impl(torch.randn(1, 16, 8, 8, dtype=torch.bfloat16)) == "torch"
+    assert PASA(16, impl="autograd").resolved_impl(torch.randn(1, 16, 8, 8)) == "autograd"
     with pytest.raises(ValueError, match="float32/float64 CPU"):
         PASA(16, impl="native")(torch.randn(1, 16, 8, 8, dtype=torch.bfloat16))
 

@@ -6,7 +6,7 @@ import torch
 
 from pasa_det.layers import PASA, pasa_triton
 from pasa_det.layers.padding import PAD_MODES, pad_same
-from pasa_det.layers.pasa import plain_weighted_subsample
+from pasa_det.layers.pasa import autograd_weighted_subsample
 
 pytestmark = pytest.mark.skipif(
     not pasa_triton.triton_available(), reason="triton is not installed"
@@ -18,7 +18,7 @@ def _reference(x, logits, kernel_size, stride, group, joint, pad_mode):
     n, _, h, w = logits.shape
     shape = (n, group, kernel_size**2, h, w)
     weights = logits.softmax(1).view(shape) if joint else logits.view(shape).softmax(2)
-    return plain_weighted_subsample(
+    return autograd_weighted_subsample(
         pad_same(x, kernel_size // 2, pad_mode), weights, kernel_size, stride
     ), weights
 
@@ -90,13 +90,13 @@ def test_half_precision_inputs_accumulate_in_float32(dtype):
 
 
 @pytest.mark.parametrize("train", [False, True])
-def test_pasa_triton_impl_matches_plain_with_gradients(train):
-    plain = PASA(16, 3, stride=2, group=8, impl="plain").to(DEVICE).train(train)
+def test_pasa_triton_impl_matches_autograd_with_gradients(train):
+    reference = PASA(16, 3, stride=2, group=8, impl="autograd").to(DEVICE).train(train)
     fused = PASA(16, 3, stride=2, group=8, impl="triton").to(DEVICE).train(train)
-    fused.load_state_dict(plain.state_dict())
+    fused.load_state_dict(reference.state_dict())
     x = torch.randn(2, 16, 11, 14, device=DEVICE, requires_grad=True)
     outs, grads = [], []
-    for m in (plain, fused):
+    for m in (reference, fused):
         out = m(x)
         outs.append(out)
         grads.append(torch.autograd.grad(out, (x, m.conv.weight), torch.ones_like(out)))

@@ -7,17 +7,21 @@ Synthetic inputs: random images (boxes/masks or label maps for training). On
 the CPU the default is a reduced size (320x544, batch 2) and BN for SyncBN;
 on CUDA the full size 800x1344 (--height/--width set both models' input).
 
-    python tools/benchmark_model.py --output model_benchmark.json
+    python tools/benchmark_model.py --output results/cpu/model_benchmark.json
     python tools/benchmark_model.py --device cuda --height 800 --width 1344
 """
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
+from pasa_det.analysis.environment import describe_run
 from pasa_det.analysis.model_benchmark import MODELS, benchmark_models
 from pasa_det.modeling.backbone.antialias import ANTIALIAS_TYPES
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def main(argv=None):
@@ -27,6 +31,9 @@ def main(argv=None):
     cuda = torch.cuda.is_available()
     parser.add_argument("--device", default="cuda" if cuda else "cpu")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument(
+        "--configs", type=Path, default=CONFIGS, help="the configs/ folder holding the models"
+    )
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--height", type=int, help="default: 800 on CUDA, 320 on CPU")
     parser.add_argument("--width", type=int, help="default: 1344 on CUDA, 544 on CPU")
@@ -43,7 +50,9 @@ def main(argv=None):
         f"{'train s/it':>11}{'x none':>7}  unsupported ops"
     )
     for key in args.models:
-        results[key] = benchmark_models(key, args.batch, height, width, args.repeats, args.device)
+        results[key] = benchmark_models(
+            key, args.batch, height, width, args.repeats, args.device, args.configs
+        )
         for aa in ANTIALIAS_TYPES:
             r = results[key][aa]
             print(
@@ -57,8 +66,10 @@ def main(argv=None):
             "input": [args.batch, 3, height, width],
             "repeats": args.repeats,
         }
+        report = {"environment": describe_run(args.device), "config": meta, "results": results}
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         with open(args.output, "w") as f:
-            json.dump({"config": meta, "results": results}, f, indent=1)
+            json.dump(report, f, indent=1)
 
 
 if __name__ == "__main__":

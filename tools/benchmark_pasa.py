@@ -9,7 +9,7 @@ over interleaved repeats and peak memory. A full-size CPU run takes tens of
 minutes (the published formulation is slow), so on the CPU --scale defaults to
 0.5; on CUDA to 1.0.
 
-    python tools/benchmark_pasa.py --output pasa_benchmark.json
+    python tools/benchmark_pasa.py --output results/cpu/pasa_benchmark.json
     python tools/benchmark_pasa.py --device cuda --kernel-sizes 3 5 --repeats 10
 """
 
@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 import torch
 
@@ -27,6 +28,12 @@ from pasa_det.analysis.benchmark import (
     summarize,
     time_site,
 )
+from pasa_det.analysis.environment import describe_run
+
+CONFIG = (
+    Path(__file__).resolve().parents[1]
+    / "configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_pasa.yaml"
+)
 
 
 def main(argv=None):
@@ -34,6 +41,9 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--config-file", default=str(CONFIG), help="PASA config whose backbone gives the sites"
+    )
     parser.add_argument(
         "--sites", nargs="*", help="substrings of site names to keep (default: all)"
     )
@@ -50,7 +60,7 @@ def main(argv=None):
     height, width = (
         32 * math.ceil(side * scale / 32) for side in (800, 1344)
     )  # FPN: multiples of 32
-    sites = mask_rcnn_aa_sites(args.batch, height, width)
+    sites = mask_rcnn_aa_sites(args.batch, height, width, args.config_file)
     if args.sites:
         sites = [s for s in sites if any(key in s["site"] for key in args.sites)]
     records = []
@@ -78,8 +88,15 @@ def main(argv=None):
             "group": args.group,
             "repeats": args.repeats,
         }
+        report = {
+            "environment": describe_run(args.device),
+            "config": meta,
+            "records": records,
+            "summary": summary,
+        }
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         with open(args.output, "w") as f:
-            json.dump({"config": meta, "records": records, "summary": summary}, f, indent=1)
+            json.dump(report, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import math
 import re
 import statistics
 import time
-from pathlib import Path
 from typing import Callable, Dict, List
 
 import torch
@@ -19,9 +18,6 @@ import torch.nn.functional as F
 
 from pasa_det.layers import PASA, LowPassFilter
 from pasa_det.layers.reference import published_pasa
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-MASK_RCNN_CONFIG = str(CONFIGS / "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_pasa.yaml")
 
 
 def synchronize(device) -> None:
@@ -79,12 +75,10 @@ def peak_memory(fn: Callable, device="cpu"):
     return _proc_status_bytes("VmHWM") - base
 
 
-def mask_rcnn_aa_sites(
-    batch: int, height: int, width: int, config_file: str = MASK_RCNN_CONFIG
-) -> List[dict]:
-    """Name and input shape of every PASA module in the real Mask R-CNN
-    backbone for a (batch, 3, height, width) input, found by running the
-    backbone on the meta device (no compute, no memory)."""
+def mask_rcnn_aa_sites(batch: int, height: int, width: int, config_file: str) -> List[dict]:
+    """Name and input shape of every PASA module in the backbone of `config_file`
+    (a Mask R-CNN PASA config) for a (batch, 3, height, width) input, found by
+    running the backbone on the meta device (no compute, no memory)."""
     from detectron2.modeling import build_backbone
 
     from pasa_det.config import load_config
@@ -115,7 +109,7 @@ def _variants(x: torch.Tensor, kernel_size: int, group: int, train: bool) -> Dic
     channels = x.shape[1]
     pasa = PASA(channels, kernel_size, stride=2, group=group).to(x.device).train(train)
     pasa_torch = (
-        PASA(channels, kernel_size, stride=2, group=group, impl="fast").to(x.device).train(train)
+        PASA(channels, kernel_size, stride=2, group=group, impl="torch").to(x.device).train(train)
     )
     pasa_torch.load_state_dict(pasa.state_dict())
     lpf = LowPassFilter(channels, kernel_size, stride=2).to(x.device)
@@ -163,7 +157,9 @@ def _check_outputs_equal(x: torch.Tensor, kernel_size: int, group: int) -> None:
     """Both PASA implementations give the published formulation's eval output."""
     channels = x.shape[1]
     pasa = PASA(channels, kernel_size, stride=2, group=group).to(x.device).eval()
-    pasa_torch = PASA(channels, kernel_size, stride=2, group=group, impl="fast").to(x.device).eval()
+    pasa_torch = (
+        PASA(channels, kernel_size, stride=2, group=group, impl="torch").to(x.device).eval()
+    )
     pasa_torch.load_state_dict(pasa.state_dict())
     with torch.no_grad(), full_float32_precision():
         expected = published_pasa(x, pasa.conv.weight, pasa.norm, kernel_size, 2, group)

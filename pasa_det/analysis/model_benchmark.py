@@ -6,6 +6,7 @@ filters add that fvcore skips by default: PASA's weighted sum (a custom
 autograd Function, k*k multiply-adds per output) and the softmax.
 """
 
+from pathlib import Path
 from typing import Dict, List
 
 import torch
@@ -18,8 +19,9 @@ from torch import nn
 from pasa_det.config import load_config
 from pasa_det.modeling.backbone.antialias import ANTIALIAS_TYPES
 
-from .benchmark import CONFIGS, interleaved_medians
+from .benchmark import interleaved_medians
 
+# Config of each model per filter type, relative to the repository's configs/.
 MODELS = {
     "mask_rcnn_R_50_FPN": "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_{}.yaml",
     "deeplab_v3_plus_R_101": "Cityscapes-SemanticSegmentation/deeplab_v3_plus_R_101_os16_mg124_poly_90k_bs16_{}.yaml",
@@ -61,11 +63,11 @@ FIXED_HEAD_WORKLOAD = [
 ]
 
 
-def build(model_key: str, aa_type: str, device: str, height: int, width: int):
+def build(model_key: str, aa_type: str, device: str, height: int, width: int, configs: Path):
     """Model without pretrained weights, whose heads do the same work whatever
     the filter (`FIXED_HEAD_WORKLOAD`), so time and FLOP ratios measure the
     backbones. Off CUDA, SyncBN becomes BN (it needs a process group);
-    DeepLab's ASPP pooling is sized for the input."""
+    DeepLab's ASPP pooling is sized for the input. `configs` is the configs/ folder."""
     opts = ["MODEL.DEVICE", device, "MODEL.WEIGHTS", ""]
     if "mask_rcnn" in model_key:
         opts += FIXED_HEAD_WORKLOAD
@@ -73,7 +75,7 @@ def build(model_key: str, aa_type: str, device: str, height: int, width: int):
         opts += ["MODEL.RESNETS.NORM", "BN", "MODEL.SEM_SEG_HEAD.NORM", "BN"]
     if "deeplab" in model_key:
         opts += ["INPUT.CROP.SIZE", (height, width)]
-    cfg = load_config(str(CONFIGS / MODELS[model_key].format(aa_type)), opts)
+    cfg = load_config(str(configs / MODELS[model_key].format(aa_type)), opts)
     model = build_model(cfg)
     if "mask_rcnn" in model_key:  # no box offsets: proposals are anchors, detections proposals
         with torch.no_grad():
@@ -189,11 +191,11 @@ def time_inference_and_training(
 
 
 def benchmark_models(
-    model_key: str, batch: int, height: int, width: int, repeats: int, device: str
+    model_key: str, batch: int, height: int, width: int, repeats: int, device: str, configs: Path
 ) -> Dict[str, dict]:
     """Params, FLOPs, inference time per image and training time per iteration
     of `model_key` for every anti-aliasing type, timed interleaved."""
-    models = {aa: build(model_key, aa, device, height, width) for aa in ANTIALIAS_TYPES}
+    models = {aa: build(model_key, aa, device, height, width, configs) for aa in ANTIALIAS_TYPES}
     inputs = synthetic_inputs(model_key, batch, height, width, device)
     results = {
         aa: {"params": sum(p.numel() for p in m.parameters()), **count_flops(m, inputs)}

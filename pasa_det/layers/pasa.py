@@ -38,7 +38,7 @@ def make_norm(norm: NormSpec, channels: int) -> nn.Module:
     raise ValueError(f"norm must be '', 'BN' or a callable(channels) -> nn.Module, got {norm!r}")
 
 
-IMPLS = ("auto", "native", "triton", "fast", "plain")
+IMPLS = ("auto", "native", "triton", "torch", "autograd")
 NATIVE_DTYPES = (torch.float32, torch.float64)
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -117,9 +117,9 @@ class WeightedSubsample(torch.autograd.Function):
         return grad_x, grad_w, None, None
 
 
-def plain_weighted_subsample(x_padded, weights, kernel_size: int, stride: int) -> torch.Tensor:
-    """`WeightedSubsample` written as plain tensor ops, differentiated by
-    autograd: the reference the fast path is tested against."""
+def autograd_weighted_subsample(x_padded, weights, kernel_size: int, stride: int) -> torch.Tensor:
+    """`WeightedSubsample` written as tensor ops differentiated by autograd: the
+    reference its hand-written backward is tested against."""
     grouped = _grouped(x_padded, weights.shape[1])
     out = None
     for tap, view in enumerate(tap_views(grouped, kernel_size, stride, weights.shape[-2:])):
@@ -191,11 +191,11 @@ class PASA(nn.Module):
             group's k*k taps, so every filter sums to one.
         impl: "native" (`FusedSoftmaxSubsample` with the C++ kernel: CPU,
             float32/64), "triton" (the same with the Triton kernel: CUDA,
-            float32/16, bfloat16), "fast" (`WeightedSubsample`: torch ops
+            float32/16, bfloat16), "torch" (`WeightedSubsample`: torch ops
             accumulated in place, with a hand-written backward; any device and
-            dtype), "plain" (the same sum as autograd ops), or "auto": native on
-            the CPU, triton on CUDA for k=3, where each applies and is
-            installed, else fast. All agree to rounding.
+            dtype), "autograd" (the same sum as autograd ops), or "auto": native
+            on the CPU, triton on CUDA for k=3, where each applies and is
+            installed, else torch. All agree to rounding.
     """
 
     def __init__(
@@ -275,14 +275,14 @@ class PASA(nn.Module):
         if self.impl != "auto":
             return self.impl
         if torch.jit.is_tracing():  # fvcore's FLOP count: the torch ops its handles know
-            return "fast"
+            return "torch"
         if native_fits and native_available():
             return "native"
         # On an H200 the Triton kernel beat the torch path at k=3 but not at k=5, where
         # the joint softmax's block of G*25 logit rows outgrows the registers.
         if x.is_cuda and triton_fits and pasa_triton.triton_available() and self.kernel_size == 3:
             return "triton"
-        return "fast"
+        return "torch"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         impl = self.resolved_impl(x)
@@ -299,9 +299,9 @@ class PASA(nn.Module):
             )
         weights = self.filter_weights(x)
         x_padded = pad_same(x, self.kernel_size // 2, self.pad_mode)
-        if impl == "fast":
+        if impl == "torch":
             return WeightedSubsample.apply(x_padded, weights, self.kernel_size, self.stride)
-        return plain_weighted_subsample(x_padded, weights, self.kernel_size, self.stride)
+        return autograd_weighted_subsample(x_padded, weights, self.kernel_size, self.stride)
 
     def extra_repr(self) -> str:
         return (
