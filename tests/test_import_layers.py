@@ -11,8 +11,8 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RANKS = {
     "layers": 0,
     "detectron2_versions": 0,
-    "modeling": 1,
-    "config": 2,
+    "config": 1,
+    "modeling": 2,
     "data": 3,
     "evaluation": 3,
     "checkpoint": 3,

@@ -13,8 +13,8 @@ from pasa_det.layers.padding import _ConvSame, conv2d_same, pad_same
 from pasa_det.layers.pasa import (
     _C,
     FusedSoftmaxSubsample,
-    native_available,
     autograd_weighted_subsample,
+    native_available,
 )
 
 

@@ -19,7 +19,7 @@ import torch
 
 from pasa_det.analysis.environment import describe_run
 from pasa_det.analysis.model_benchmark import MODELS, benchmark_models
-from pasa_det.modeling.backbone.antialias import ANTIALIAS_TYPES
+from pasa_det.config import ANTIALIAS_TYPES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -40,6 +40,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output", help="JSON file for the results")
     args = parser.parse_args(argv)
+    environment = describe_run(args.device)  # before the run: its commit is what ran
     on_cuda = args.device.startswith("cuda")
     height = args.height or (800 if on_cuda else 320)
     width = args.width or (1344 if on_cuda else 544)
@@ -66,7 +67,7 @@ def main(argv=None):
             "input": [args.batch, 3, height, width],
             "repeats": args.repeats,
         }
-        report = {"environment": describe_run(args.device), "config": meta, "results": results}
+        report = {"environment": environment, "config": meta, "results": results}
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         with open(args.output, "w") as f:
             json.dump(report, f, indent=1)

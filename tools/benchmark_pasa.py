@@ -56,6 +56,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output", help="JSON file for all measurements and the summary")
     args = parser.parse_args(argv)
+    environment = describe_run(args.device)  # before the run: its commit is what ran
     scale = args.scale or (1.0 if args.device.startswith("cuda") else 0.5)
     height, width = (
         32 * math.ceil(side * scale / 32) for side in (800, 1344)
@@ -89,7 +90,7 @@ def main(argv=None):
             "repeats": args.repeats,
         }
         report = {
-            "environment": describe_run(args.device),
+            "environment": environment,
             "config": meta,
             "records": records,
             "summary": summary,

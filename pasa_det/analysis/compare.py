@@ -13,10 +13,9 @@ import torch
 from detectron2.utils.env import seed_all_rng
 
 from pasa_det.analysis.model_benchmark import count_flops, time_inference_and_training
-from pasa_det.config import load_config
+from pasa_det.config import ANTIALIAS_TYPES, load_config
 from pasa_det.engine.trainer import Trainer
 from pasa_det.evaluation import json_ready
-from pasa_det.modeling.backbone.antialias import ANTIALIAS_TYPES
 
 logger = logging.getLogger(__name__)
 VARIANTS = ANTIALIAS_TYPES

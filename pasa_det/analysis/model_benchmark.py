@@ -16,8 +16,7 @@ from detectron2.utils.events import EventStorage
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from pasa_det.config import load_config
-from pasa_det.modeling.backbone.antialias import ANTIALIAS_TYPES
+from pasa_det.config import ANTIALIAS_TYPES, load_config
 
 from .benchmark import interleaved_medians
 

@@ -10,7 +10,9 @@ from detectron2.modeling.backbone.resnet import (
 )
 from detectron2.projects.deeplab.resnet import DeepLabStem
 
-from .antialias import build_antialias_filter, check_antialias_config
+from pasa_det.config import check_antialias_config
+
+from .antialias import build_antialias_filter
 from .blocks import (
     AntiAliasedBasicBlock,
     AntiAliasedBasicStem,

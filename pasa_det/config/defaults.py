@@ -1,0 +1,58 @@
+"""The config keys pasa_det adds to detectron2's, one section per part they configure."""
+
+from detectron2.config import CfgNode as CN
+
+
+def add_pasa_config(cfg: CN) -> CN:
+    """Add pasa_det's keys with their defaults; `checks.check_pasa_config` validates them."""
+    # --- modeling/backbone: where and how backbones filter before downsampling ---
+    cfg.MODEL.ANTIALIAS = CN()
+    # "none": detectron2's strided backbone; "lpf": fixed binomial blur (Zhang, 2019);
+    # "pasa": pixel-adaptive grouped filters (Zou et al., 2020).
+    cfg.MODEL.ANTIALIAS.TYPE = "none"
+    cfg.MODEL.ANTIALIAS.KERNEL_SIZE = 3
+    # PASA: channel groups sharing one predicted filter; must divide every filtered channel count.
+    cfg.MODEL.ANTIALIAS.GROUP = 8
+    cfg.MODEL.ANTIALIAS.PAD_MODE = "reflect"
+    # PASA: "joint" (softmax over all groups' taps, as the published weights) or "group".
+    cfg.MODEL.ANTIALIAS.SOFTMAX = "joint"
+    # PASA: detectron2 norm name for the filter logits ("" for none).
+    cfg.MODEL.ANTIALIAS.NORM = "BN"
+    # Where filters go: the stem's pooling, the first block of these stages, that block's
+    # shortcut, and the FPN's extra P6 level.
+    cfg.MODEL.ANTIALIAS.STEM = True
+    cfg.MODEL.ANTIALIAS.STAGES = ["res3", "res4", "res5"]
+    cfg.MODEL.ANTIALIAS.SHORTCUT = True
+    cfg.MODEL.ANTIALIAS.FPN_TOP = True
+
+    # --- checkpoint: loading MODEL.WEIGHTS ---
+    # Load MODEL.WEIGHTS even when some of its weights have other shapes than the model's
+    # (fine-tuning with other classes) or none match.
+    cfg.MODEL.WEIGHTS_ALLOW_PARTIAL = False
+    # Unpickle MODEL.WEIGHTS without weights_only restrictions: only for files you trust.
+    cfg.MODEL.WEIGHTS_TRUST_PICKLE = False
+
+    # --- data: training loader ---
+    # Log and replace an image that cannot be read (evaluation always raises).
+    cfg.DATALOADER.SKIP_BAD_IMAGES = True
+
+    # --- engine: the training step ---
+    # With SOLVER.AMP.ENABLED: the autocast dtype, "float16" (loss scaling, as detectron2)
+    # or "bfloat16" (float32's range, no scaling); on the GPU or the CPU.
+    cfg.SOLVER.AMP.PRECISION = "float16"
+
+    # --- evaluation: shift consistency, beside the usual metrics when ENABLED ---
+    cfg.TEST.SHIFT_CONSISTENCY = CN()
+    cfg.TEST.SHIFT_CONSISTENCY.ENABLED = False
+    # Instance segmentation / detection: AP at these shifts (px in the original image) in
+    # each of four directions, and agreement of instances scored >= SCORE_THRESH, matched
+    # between original and shifted input at mask IoU >= MATCH_IOU.
+    cfg.TEST.SHIFT_CONSISTENCY.SHIFTS = [1, 2, 5, 10, 20]
+    cfg.TEST.SHIFT_CONSISTENCY.SCORE_THRESH = 0.5
+    cfg.TEST.SHIFT_CONSISTENCY.MATCH_IOU = 0.5
+    # Semantic segmentation: NUM_PAIRS crop pairs per image, offset by up to MAX_SHIFT px
+    # (in the network's input) in each axis, drawn from SEED and the image's file name.
+    cfg.TEST.SHIFT_CONSISTENCY.NUM_PAIRS = 5
+    cfg.TEST.SHIFT_CONSISTENCY.MAX_SHIFT = 32
+    cfg.TEST.SHIFT_CONSISTENCY.SEED = 0
+    return cfg
