@@ -99,7 +99,7 @@ def test_synthetic_inputs():
     (item,) = synthetic_inputs("mask_rcnn_R_50_FPN", 1, 32, 48, "cpu")
     assert item["image"].shape == (3, 32, 48) and len(item["instances"]) == 4
     assert item["instances"].gt_masks.tensor.any(dim=(1, 2)).all()
-    (item,) = synthetic_inputs("deeplab_v3_plus_R_101", 1, 32, 48, "cpu")
+    (item,) = synthetic_inputs("deeplab_v3_plus_R_103", 1, 32, 48, "cpu")
     assert item["sem_seg"].shape == (32, 48)
 
 
@@ -124,5 +124,5 @@ def test_benchmark_model_tool_writes_json(tmp_path):
         cwd=tmp_path,
     )
     results = json.loads(out.read_text())["results"]
-    assert set(results) == {"mask_rcnn_R_50_FPN", "deeplab_v3_plus_R_101"}
+    assert set(results) == {"mask_rcnn_R_50_FPN", "deeplab_v3_plus_R_103"}
     assert results["mask_rcnn_R_50_FPN"]["pasa"]["flops_vs_none"] > 1

@@ -27,7 +27,7 @@ from pasa_det.layers import binomial_kernel
 from pasa_det.modeling import build_resnet_pasa_backbone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FRAGMENT = os.path.join(ROOT, "configs", "Base-Torchvision-Weights.yaml")
+TORCHVISION_WEIGHTS_BASE = os.path.join(ROOT, "configs", "Base-RCNN-FPN-Torchvision-Weights.yaml")
 
 
 class PublishedLPF(nn.Module):
@@ -92,7 +92,7 @@ def torchvision_stages(model, x):
 def backbone_cfg(aa_type, depth, **antialias):
     cfg = get_cfg()
     add_pasa_config(cfg)
-    cfg.merge_from_file(FRAGMENT)
+    cfg.merge_from_file(TORCHVISION_WEIGHTS_BASE)
     cfg.MODEL.RESNETS.DEPTH = depth
     if depth < 50:
         cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64

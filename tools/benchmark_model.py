@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Parameters, FLOPs (fvcore, PASA's weighted sum and softmax included),
 inference time per image and training time per iteration of Mask R-CNN R-50-FPN
-and DeepLabV3+ R-101 with no filter, LPF and PASA, timed in one process.
+and DeepLabV3+ R-103 with no filter, LPF and PASA, timed in one process.
 
 Synthetic inputs: random images (boxes/masks or label maps for training). On
 the CPU the default is a reduced size (320x544, batch 2) and BN for SyncBN;

@@ -3,8 +3,9 @@
 
     python tools/convert_pretrained.py resnet101_k3_pasa_group8_softmax.pth R-101-pasa-k3.pkl
 
-Then train with MODEL.WEIGHTS R-101-pasa-k3.pkl and a config that merges
-configs/Base-Torchvision-Weights.yaml (RGB input, ImageNet mean/std, stride in the 3x3).
+Then train with MODEL.WEIGHTS R-101-pasa-k3.pkl and a config built on
+configs/Base-RCNN-FPN-Torchvision-Weights.yaml (RGB input, ImageNet mean/std, stride in
+the 3x3).
 """
 
 import argparse

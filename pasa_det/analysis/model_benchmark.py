@@ -23,7 +23,7 @@ from .benchmark import interleaved_medians
 # Config of each model per filter type, relative to the repository's configs/.
 MODELS = {
     "mask_rcnn_R_50_FPN": "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_{}.yaml",
-    "deeplab_v3_plus_R_101": "Cityscapes-SemanticSegmentation/deeplab_v3_plus_R_101_os16_mg124_poly_90k_bs16_{}.yaml",
+    "deeplab_v3_plus_R_103": "Cityscapes-SemanticSegmentation/deeplab_v3_plus_R_103_os16_mg124_poly_90k_bs16_{}.yaml",
 }
 
 

@@ -84,8 +84,10 @@ def load_config(config_file: str, opts=()) -> CN:
         raise _explain(cfg, e, "command-line overrides") from None
     check_pasa_config(cfg)
     if cfg.MODEL.DEVICE != "cpu" and not torch.cuda.is_available():
-        logging.getLogger(__name__).warning(
-            f"MODEL.DEVICE {cfg.MODEL.DEVICE!r} but no GPU is available: using the CPU"
+        # detectron2's default "cuda" falls back quietly; a chosen device gets a warning.
+        level = logging.INFO if cfg.MODEL.DEVICE == "cuda" else logging.WARNING
+        logging.getLogger(__name__).log(
+            level, f"MODEL.DEVICE {cfg.MODEL.DEVICE!r} but no GPU is available: using the CPU"
         )
         cfg.MODEL.DEVICE = "cpu"
     return cfg
