@@ -23,10 +23,12 @@ test: setup
 test-slow: setup
 	$(PYTHON) -m pytest -m slow
 
-# ruff: lint, import order and format (settings in pyproject.toml).
+# ruff: lint, import order and format (settings in pyproject.toml); clang-format for the
+# C++ kernel (.clang-format).
 lint: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -c "import clang_format; clang_format.clang_format()" --dry-run --Werror pasa_det/layers/csrc/*.cpp
 
 quickstart: setup
 	$(PYTHON) tools/quickstart.py

@@ -43,8 +43,21 @@ setup(
         # Cityscapes label preparation and instance AP (detectron2 imports it lazily).
         # cityscapesscripts 2.3.0, the latest, calls np.in1d, which NumPy 2.4 removed.
         "cityscapes": ["cityscapesscripts", "numpy<2.4"],
-        # ruff pinned: its formatter's output changes between releases (`make lint`).
-        "test": ["pytest>=7", "hypothesis", "cityscapesscripts", "numpy<2.4", "ruff==0.17.6"],
-        "dev": ["pytest>=7", "cityscapesscripts", "numpy<2.4", "ruff==0.17.6"],
+        # Formatters pinned: their output changes between releases (`make lint`).
+        "test": [
+            "pytest>=7",
+            "hypothesis",
+            "cityscapesscripts",
+            "numpy<2.4",
+            "ruff==0.17.6",
+            "clang-format==23.1.5",
+        ],
+        "dev": [
+            "pytest>=7",
+            "cityscapesscripts",
+            "numpy<2.4",
+            "ruff==0.17.6",
+            "clang-format==23.1.5",
+        ],
     },
 )

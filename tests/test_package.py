@@ -1,5 +1,5 @@
 """Packaging: pasa_det's install requirements leave detectron2 out (pip cannot resolve it;
-set-up installs it). Importing without detectron2: test_layers_without_detectron2.py."""
+set-up installs it). Importing without detectron2: layers/test_without_detectron2.py."""
 
 
 def test_installed_requirements_leave_out_detectron2():

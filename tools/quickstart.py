@@ -5,14 +5,17 @@ COCO box and mask AP, save the metrics as JSON and draw predictions on validatio
     python tools/quickstart.py [--config-file …] [KEY VALUE …]
 """
 
+import hashlib
 import json
 import os
 import time
 
+import torch
 from detectron2.data import MetadataCatalog
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
+from pasa_det.analysis.environment import describe_run
 from pasa_det.engine import Trainer, setup_cfg
 from pasa_det.engine.demo import run_demo
 from pasa_det.evaluation import json_ready
@@ -26,12 +29,23 @@ DEFAULT_CONFIG = os.path.join(
 DEMO_IMAGES = 8
 
 
+def _weights_sha256(path: str) -> str:
+    """Of the trained weights alone: equal hashes mean bit-identical training runs."""
+    weights = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(weights[name].contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def main():
     parser = default_argument_parser()
     parser.set_defaults(config_file=DEFAULT_CONFIG)
     args = parser.parse_args()
     start = time.perf_counter()
     cfg = setup_cfg(args)
+    environment = describe_run(cfg.MODEL.DEVICE)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     trainer.train()  # evaluates on DATASETS.TEST after the last iteration
@@ -41,8 +55,16 @@ def main():
     # NaN (e.g. APl: no large objects) is not JSON: written as null.
     metrics = json_ready({task: results[task] for task in ("bbox", "segm")})
     metrics_path = os.path.join(cfg.OUTPUT_DIR, "metrics_final.json")
+    train_and_eval_minutes = (time.perf_counter() - start) / 60
     with open(metrics_path, "w") as f:
-        json.dump(metrics, f, indent=2)
+        report = {
+            **metrics,
+            "environment": environment,
+            "iterations": cfg.SOLVER.MAX_ITER,
+            "train_and_eval_minutes": train_and_eval_minutes,
+            "weights_sha256": _weights_sha256(os.path.join(cfg.OUTPUT_DIR, "model_final.pth")),
+        }
+        json.dump(report, f, indent=2)
 
     demo_cfg = cfg.clone()
     demo_cfg.defrost()

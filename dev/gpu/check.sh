@@ -20,7 +20,7 @@ python3 -c "import sys, torch, detectron2, pasa_det; print(sys.version.split()[0
 
 step() { [[ " $STEPS " == *" $1 "* ]]; }
 if step tests && [ -z "${QUICK:-}" ]; then
-  timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_triton_kernel.py 2>&1 | tail -3
+  timeout 120 python3 -m pytest -q -p no:cacheprovider tests/layers/test_triton_kernel.py 2>&1 | tail -3
 fi
 if step site; then
   timeout 300 python3 tools/benchmark_pasa.py --device $DEV "${SITE[@]}" --output $OUT/pasa_benchmark_$DEV.json 2>&1 \

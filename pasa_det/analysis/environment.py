@@ -39,6 +39,20 @@ def _commit() -> str:
     return f"{commit}+changes" if commit and dirty else commit
 
 
+def _detectron2() -> str:
+    """detectron2's version, and the source set-up built it from where it recorded one."""
+    try:
+        import detectron2
+    except ImportError:
+        return ""
+    marker = os.path.join(sys.prefix, "pasa_det-detectron2-source.txt")
+    if os.path.isfile(marker):
+        with open(marker) as f:
+            source = (f.read().split() or [""])[0]  # the source, then its size and mtime
+        return f"{detectron2.__version__} ({os.path.basename(source.rstrip('/')) or source})"
+    return detectron2.__version__
+
+
 def describe_run(device: str) -> dict:
     """Date, command, commit, software versions and the machine's processor or GPU."""
     described = {
@@ -47,6 +61,7 @@ def describe_run(device: str) -> dict:
         "commit": _commit(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "detectron2": _detectron2(),
         "cpu": _cpu_model(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

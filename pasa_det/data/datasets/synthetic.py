@@ -7,7 +7,12 @@ from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.builtin_meta import _get_builtin_metadata
 from detectron2.data.datasets.cityscapes import load_cityscapes_instances, load_cityscapes_semantic
 
-from ..synthetic import CLASSES, SEMANTIC_CLASSES, write_instance_split, write_semantic_split
+from ..synthetic_generator import (
+    CLASSES,
+    SEMANTIC_CLASSES,
+    write_instance_split,
+    write_semantic_split,
+)
 
 # name -> (folder under the datasets root, number of images, seed)
 SYNTHETIC_INSTANCE_SPLITS = {

@@ -8,9 +8,8 @@
 // backward included) in one sweep per (image, group), so no two threads write
 // the same memory.
 #include <ATen/ATen.h>
-#include <torch/csrc/utils/pybind.h>
-
 #include <ATen/Parallel.h>
+#include <torch/csrc/utils/pybind.h>
 
 #include <algorithm>
 #include <cmath>
@@ -101,8 +100,9 @@ struct Geometry {
 // `logits` and `weights` point at channel 0 of that row; their channels are
 // `plane` and `w_plane` apart.
 template <typename scalar_t>
-inline void softmax_row(const scalar_t* logits, scalar_t* weights, int64_t channels, int64_t segment,
-                        int64_t plane, int64_t w_plane, int64_t width, scalar_t* peak, scalar_t* total) {
+inline void softmax_row(const scalar_t* logits, scalar_t* weights, int64_t channels,
+                        int64_t segment, int64_t plane, int64_t w_plane, int64_t width,
+                        scalar_t* peak, scalar_t* total) {
   for (int64_t s0 = 0; s0 < channels; s0 += segment) {
     std::fill(peak, peak + width, -std::numeric_limits<scalar_t>::infinity());
     std::fill(total, total + width, scalar_t(0));
@@ -141,9 +141,10 @@ inline void tap_accumulate(scalar_t* __restrict acc, const scalar_t* __restrict 
 // Backward of one tap over one output row: gw[b] += g[b] * x[cols(b)] and
 // gx[cols(b)] += w[b] * g[b].
 template <typename scalar_t, int64_t kStride>
-inline void tap_backward(scalar_t* __restrict gw, scalar_t* __restrict gx, const scalar_t* __restrict w,
-                         const scalar_t* __restrict g, const scalar_t* __restrict x, const int64_t* cols,
-                         int64_t lo, int64_t hi, int64_t width, int64_t offset, int64_t stride) {
+inline void tap_backward(scalar_t* __restrict gw, scalar_t* __restrict gx,
+                         const scalar_t* __restrict w, const scalar_t* __restrict g,
+                         const scalar_t* __restrict x, const int64_t* cols, int64_t lo, int64_t hi,
+                         int64_t width, int64_t offset, int64_t stride) {
   const int64_t s = kStride > 0 ? kStride : stride;
   auto border = [&](int64_t b) {
     const int64_t col = cols[b];
@@ -161,9 +162,10 @@ inline void tap_backward(scalar_t* __restrict gw, scalar_t* __restrict gx, const
 // channel. The filters go to `weights` (kept for backward) or, if that is
 // null, to the thread's `scratch` of G*k*k rows.
 template <typename scalar_t, int64_t kStride>
-PASA_CLONES void forward_row(const Geometry& G, const TapIndex& rows, const TapIndex& cols, const scalar_t* x,
-                             const scalar_t* logits, scalar_t* weights, scalar_t* y, int64_t n, int64_t a,
-                             scalar_t* scratch, scalar_t* peak, scalar_t* total) {
+PASA_CLONES void forward_row(const Geometry& G, const TapIndex& rows, const TapIndex& cols,
+                             const scalar_t* x, const scalar_t* logits, scalar_t* weights,
+                             scalar_t* y, int64_t n, int64_t a, scalar_t* scratch, scalar_t* peak,
+                             scalar_t* total) {
   const int64_t plane_in = G.h * G.w, plane_out = G.ho * G.wo, kk = G.taps();
   const int64_t pad = G.k / 2, cg = G.channels_per_group(), gk = G.group * kk;
   const int64_t row_offset = n * gk * plane_out + a * G.wo;
@@ -180,7 +182,8 @@ PASA_CLONES void forward_row(const Geometry& G, const TapIndex& rows, const TapI
       if (r < 0) continue;
       for (int64_t j = 0; j < G.k; ++j) {
         tap_accumulate<scalar_t, kStride>(acc, w_group + (i * G.k + j) * w_plane, x_plane + r * G.w,
-                                          cols.table.data() + j * G.wo, cols.lo, cols.hi, G.wo, j - pad, G.stride);
+                                          cols.table.data() + j * G.wo, cols.lo, cols.hi, G.wo,
+                                          j - pad, G.stride);
       }
     }
   }
@@ -205,8 +208,9 @@ PASA_CLONES void backward_group(const Geometry& G, const TapIndex& rows, const T
         if (r < 0) continue;
         for (int64_t j = 0; j < G.k; ++j) {
           const int64_t t = tap0 + (i * G.k + j) * plane_out + a * G.wo;
-          tap_backward<scalar_t, kStride>(grad_w + t, gx_plane + r * G.w, weights + t, g_row, x_plane + r * G.w,
-                                          cols.table.data() + j * G.wo, cols.lo, cols.hi, G.wo, j - pad, G.stride);
+          tap_backward<scalar_t, kStride>(grad_w + t, gx_plane + r * G.w, weights + t, g_row,
+                                          x_plane + r * G.w, cols.table.data() + j * G.wo, cols.lo,
+                                          cols.hi, G.wo, j - pad, G.stride);
         }
       }
     }
@@ -216,8 +220,8 @@ PASA_CLONES void backward_group(const Geometry& G, const TapIndex& rows, const T
 // Softmax backward over output row `a` of image `n`, in place:
 // d_logit = w * (d_w - sum over the segment of w * d_w).
 template <typename scalar_t>
-PASA_CLONES void softmax_backward_row(const Geometry& G, const scalar_t* weights, scalar_t* grad, int64_t n,
-                                      int64_t a, scalar_t* dot) {
+PASA_CLONES void softmax_backward_row(const Geometry& G, const scalar_t* weights, scalar_t* grad,
+                                      int64_t n, int64_t a, scalar_t* dot) {
   const int64_t plane_out = G.ho * G.wo, gk = G.group * G.taps();
   const int64_t row_offset = n * gk * plane_out + a * G.wo;
   for (int64_t s0 = 0; s0 < gk; s0 += G.segment) {
@@ -241,19 +245,20 @@ void forward_impl(const Geometry& G, const TapIndex& rows, const TapIndex& cols,
   at::parallel_for(0, G.n * G.ho, 1, [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> peak(G.wo), total(G.wo), scratch(weights ? 0 : G.group * G.taps() * G.wo);
     for (int64_t task = begin; task < end; ++task) {
-      forward_row<scalar_t, kStride>(G, rows, cols, x, logits, weights, y, task / G.ho, task % G.ho, scratch.data(),
-                                     peak.data(), total.data());
+      forward_row<scalar_t, kStride>(G, rows, cols, x, logits, weights, y, task / G.ho, task % G.ho,
+                                     scratch.data(), peak.data(), total.data());
     }
   });
 }
 
 template <typename scalar_t, int64_t kStride>
-void backward_impl(const Geometry& G, const TapIndex& rows, const TapIndex& cols, const scalar_t* grad_y,
-                   const scalar_t* x, const scalar_t* weights, scalar_t* grad_x, scalar_t* grad_logits) {
+void backward_impl(const Geometry& G, const TapIndex& rows, const TapIndex& cols,
+                   const scalar_t* grad_y, const scalar_t* x, const scalar_t* weights,
+                   scalar_t* grad_x, scalar_t* grad_logits) {
   at::parallel_for(0, G.n * G.group, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      backward_group<scalar_t, kStride>(G, rows, cols, grad_y, x, weights, grad_x, grad_logits, task / G.group,
-                                        task % G.group);
+      backward_group<scalar_t, kStride>(G, rows, cols, grad_y, x, weights, grad_x, grad_logits,
+                                        task / G.group, task % G.group);
     }
   });
   at::parallel_for(0, G.n * G.ho, 1, [&](int64_t begin, int64_t end) {
@@ -264,9 +269,10 @@ void backward_impl(const Geometry& G, const TapIndex& rows, const TapIndex& cols
   });
 }
 
-Geometry check_and_describe(const at::Tensor& x, const at::Tensor& logits, int64_t k, int64_t stride,
-                            int64_t group, bool joint, int64_t pad_mode) {
-  TORCH_CHECK(x.device().is_cpu() && logits.device().is_cpu(), "pasa_det._C runs on CPU tensors only");
+Geometry check_and_describe(const at::Tensor& x, const at::Tensor& logits, int64_t k,
+                            int64_t stride, int64_t group, bool joint, int64_t pad_mode) {
+  TORCH_CHECK(x.device().is_cpu() && logits.device().is_cpu(),
+              "pasa_det._C runs on CPU tensors only");
   TORCH_CHECK(x.dim() == 4 && logits.dim() == 4, "expected 4-D input and logits");
   TORCH_CHECK(x.scalar_type() == logits.scalar_type(), "input and logits must share a dtype");
   TORCH_CHECK(k >= 1 && k % 2 == 1 && stride >= 1, "kernel size must be odd and stride positive");
@@ -302,19 +308,22 @@ std::vector<at::Tensor> pasa_forward(const at::Tensor& x_in, const at::Tensor& l
 }
 
 std::vector<at::Tensor> pasa_backward(const at::Tensor& grad_y_in, const at::Tensor& x_in,
-                                      const at::Tensor& weights_in, int64_t k, int64_t stride, int64_t group,
-                                      bool joint, int64_t pad_mode) {
+                                      const at::Tensor& weights_in, int64_t k, int64_t stride,
+                                      int64_t group, bool joint, int64_t pad_mode) {
   const Geometry G = check_and_describe(x_in, weights_in, k, stride, group, joint, pad_mode);
-  const at::Tensor grad_y = grad_y_in.contiguous(), x = x_in.contiguous(), weights = weights_in.contiguous();
-  TORCH_CHECK(grad_y.sizes() == at::IntArrayRef({G.n, G.c, G.ho, G.wo}), "grad_output has the wrong shape");
+  const at::Tensor grad_y = grad_y_in.contiguous(), x = x_in.contiguous(),
+                   weights = weights_in.contiguous();
+  TORCH_CHECK(grad_y.sizes() == at::IntArrayRef({G.n, G.c, G.ho, G.wo}),
+              "grad_output has the wrong shape");
   at::Tensor grad_x = at::zeros_like(x);
   at::Tensor grad_logits = at::zeros_like(weights);
   const TapIndex rows = tap_index(G.h, G.ho, k, stride, pad_mode);
   const TapIndex cols = tap_index(G.w, G.wo, k, stride, pad_mode);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pasa_backward", [&] {
     auto run = stride == 2 ? backward_impl<scalar_t, 2> : backward_impl<scalar_t, 0>;
-    run(G, rows, cols, grad_y.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(),
-        grad_x.data_ptr<scalar_t>(), grad_logits.data_ptr<scalar_t>());
+    run(G, rows, cols, grad_y.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+        weights.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(),
+        grad_logits.data_ptr<scalar_t>());
   });
   return {grad_x, grad_logits};
 }
@@ -324,8 +333,10 @@ std::vector<at::Tensor> pasa_backward(const at::Tensor& grad_y_in, const at::Ten
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "PASA's fused softmax and weighted subsampling on the CPU";
   m.def("pasa_forward", &pasa_forward,
-        "(x, logits, k, stride, group, joint, pad_mode, keep_weights) -> (y, softmax weights or an undefined "
+        "(x, logits, k, stride, group, joint, pad_mode, keep_weights) -> (y, softmax weights or an "
+        "undefined "
         "tensor); pad_mode 0 reflect, 1 replicate, 2 zeros");
-  m.def("pasa_backward", &pasa_backward, "(grad_y, x, weights, k, stride, group, joint, pad_mode) -> (grad_x, "
+  m.def("pasa_backward", &pasa_backward,
+        "(grad_y, x, weights, k, stride, group, joint, pad_mode) -> (grad_x, "
         "grad_logits)");
 }

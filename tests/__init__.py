@@ -1,0 +1,1 @@
+"""pasa_det's tests, in folders that mirror the package."""

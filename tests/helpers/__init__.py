@@ -1,0 +1,1 @@
+"""Shared by the tests: paths, a tiny training run, the published formulation."""
