@@ -8,6 +8,7 @@ COCO box and mask AP, save the metrics as JSON and draw predictions on validatio
 import hashlib
 import json
 import os
+import sys
 import time
 
 import torch
@@ -16,7 +17,10 @@ from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
 from pasa_det.analysis.environment import describe_run
-from pasa_det.engine import Trainer, setup_cfg
+from pasa_det.checkpoint import CheckpointError
+from pasa_det.config import ConfigError
+from pasa_det.data.checks import DatasetError
+from pasa_det.engine import NonFiniteLossError, Trainer, TrainingInterrupted, setup_cfg
 from pasa_det.engine.demo import run_demo
 from pasa_det.evaluation import json_ready
 
@@ -43,6 +47,16 @@ def main():
     parser = default_argument_parser()
     parser.set_defaults(config_file=DEFAULT_CONFIG)
     args = parser.parse_args()
+    try:
+        run(args)
+    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError) as e:
+        sys.exit(f"error: {e}")
+    except TrainingInterrupted as e:
+        print(e, file=sys.stderr)
+        sys.exit(128 + e.signum)
+
+
+def run(args):
     start = time.perf_counter()
     cfg = setup_cfg(args)
     environment = describe_run(cfg.MODEL.DEVICE)

@@ -163,7 +163,7 @@ def render(kind: str, *paths: str) -> str:
         with open(path) as f:
             runs.append(json.load(f))
     lines = dict.fromkeys(provenance(run) for run in runs)  # in order, without repeats
-    return f"{KINDS[kind](*runs)}\n\n" + "\n".join(lines) + "\n"
+    return f"{KINDS[kind](*runs)}\n\n" + "\n\n".join(lines) + "\n"
 
 
 def render_document(text: str, root: str) -> str:

@@ -16,7 +16,7 @@ def test_quickstart_writes_metrics_and_pictures(tmp_path):
         "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1",
         "DATALOADER.NUM_WORKERS", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)",
         "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
-        "MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE", "5", "OUTPUT_DIR", str(tmp_path),
+        "TEST.DETECTIONS_PER_IMAGE", "5", "OUTPUT_DIR", str(tmp_path),
     ]
     # fmt: on
     run = subprocess.run(
@@ -32,6 +32,22 @@ def test_quickstart_writes_metrics_and_pictures(tmp_path):
     assert report["iterations"] == 2 and report["train_and_eval_minutes"] > 0
     assert report["environment"]["command"].startswith("quickstart.py SOLVER.MAX_ITER 2")
     assert 0 <= report["segm"]["AP"] <= 100
-    row = render("quickstart", str(metrics_path)).splitlines()[2]
-    assert row.startswith(f"| 2 | {report['bbox']['AP']:.1f} | {report['segm']['AP']:.1f} |")
+    row = render("quickstart", str(metrics_path)).splitlines()[2].split(" | ")
+    assert row[1:4] == ["2", f"{report['bbox']['AP']:.1f}", f"{report['segm']['AP']:.1f}"]
+    assert row[5] == f"`{report['weights_sha256'][:12]}…` |"
     assert len(os.listdir(tmp_path / "demo")) == 8
+
+
+def test_quickstart_reports_a_bad_override_in_one_line():
+    run = subprocess.run(
+        [sys.executable, os.path.join(TOOLS, "quickstart.py"), "SOLVER.MAX_ITERS", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        "error: command-line overrides: unknown config key SOLVER.MAX_ITERS; "
+        "did you mean SOLVER.MAX_ITER?"
+    )
