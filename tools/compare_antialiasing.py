@@ -1,12 +1,15 @@
 #!/usr/bin/env python
-"""Train the none, lpf and pasa variants of one config with the same seed and budget,
-then compare accuracy, shift consistency, parameters, FLOPs and speed.
+"""Train the none, lpf and pasa variants of one config with the same budget under N
+seeds (SEED 0 … N-1, each shared by the variants), then compare accuracy and shift
+consistency (mean ± std over seeds), parameters, FLOPs and speed.
 
     python tools/compare_antialiasing.py \
         --config-file configs/Synthetic-InstanceSegmentation/mask_rcnn_R_18_FPN_quick_pasa.yaml \
-        --output output/compare_instances [--variants none,pasa] [KEY VALUE …]
+        --output output/compare_instances --seeds 3 [--variants none,pasa] [KEY VALUE …]
 
-Writes OUTPUT/comparison.json and OUTPUT/comparison.md; each variant trains in OUTPUT/<variant>/.
+Writes OUTPUT/comparison.json and OUTPUT/comparison.md; each run trains in
+OUTPUT/seed<S>/<variant>/. Run again with the same arguments to continue an interrupted
+comparison: finished runs are read, not repeated.
 """
 
 import argparse
@@ -28,6 +31,9 @@ def main(argv=None):
         "--variants", default=",".join(VARIANTS), help="comma-separated subset of none,lpf,pasa"
     )
     parser.add_argument(
+        "--seeds", type=int, default=1, help="train every variant under SEED 0 … N-1"
+    )
+    parser.add_argument(
         "--timing-rounds",
         type=int,
         default=TIMING_ROUNDS,
@@ -40,9 +46,14 @@ def main(argv=None):
     variants = args.variants.split(",")
     if not variants or set(variants) - set(VARIANTS):
         parser.error(f"--variants must name some of {','.join(VARIANTS)}, got {args.variants!r}")
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
     setup_logger(args.output, name="detectron2")
     setup_logger(args.output, name="pasa_det")
-    _, table = compare(args.config_file, args.output, variants, args.opts, args.timing_rounds)
+    seeds = list(range(args.seeds))
+    _, table = compare(
+        args.config_file, args.output, variants, args.opts, args.timing_rounds, seeds
+    )
     print(table)
     print(f"\nwritten: {args.output}/comparison.json, {args.output}/comparison.md")
 

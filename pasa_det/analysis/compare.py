@@ -1,18 +1,22 @@
 """The anti-aliasing comparison: the `none`, `lpf` and `pasa` variants of one config
-trained with the same seed and budget, then scored on accuracy, shift consistency,
+trained with the same budget under one or more seeds (each seed shared by the variants),
+then scored on accuracy and shift consistency (mean and standard deviation over seeds),
 size, FLOPs and speed, into one JSON and one Markdown table."""
 
 import json
 import logging
 import os
 import platform
+import statistics
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from detectron2.utils.env import seed_all_rng
 
+from pasa_det.analysis.environment import describe_run
 from pasa_det.analysis.model_benchmark import count_flops, time_inference_and_training
+from pasa_det.checkpoint import SafeCheckpointer
 from pasa_det.config import ANTIALIAS_TYPES, load_config
 from pasa_det.engine.trainer import Trainer
 from pasa_det.evaluation import json_ready
@@ -21,35 +25,46 @@ logger = logging.getLogger(__name__)
 VARIANTS = ANTIALIAS_TYPES
 TIMING_ROUNDS = 10
 RATIO_METRICS = ("GFLOPs / image", "train s / iter", "inference s / image")
+RESULT_FILE = "result.json"  # in a run's OUTPUT_DIR once it has been trained and scored
 
 
-def variant_config(config_file: str, variant: str, output_dir: str, opts: Sequence[str] = ()):
-    """`config_file` with MODEL.ANTIALIAS.TYPE set to `variant`, shift consistency on,
-    and its own output folder; every other key (seed and budget included) shared."""
+def variant_config(
+    config_file: str, variant: str, output_dir: str, opts: Sequence[str] = (), seed: int = 0
+):
+    """`config_file` with MODEL.ANTIALIAS.TYPE set to `variant`, SEED to `seed`, shift
+    consistency on, and its own output folder; every other key (budget included) shared."""
     cfg = load_config(config_file, list(opts))
     cfg.merge_from_list(
         [
             "MODEL.ANTIALIAS.TYPE",
             variant,
+            "SEED",
+            str(seed),
             "TEST.SHIFT_CONSISTENCY.ENABLED",
             "True",
             "OUTPUT_DIR",
-            os.path.join(output_dir, variant),
+            os.path.join(output_dir, f"seed{seed}", variant),
         ]
     )
-    if cfg.SEED < 0:
-        cfg.SEED = 0  # the same seed for every variant
     cfg.freeze()
     return cfg
 
 
 def run_variant(cfg):
-    """Train one variant from scratch; it is evaluated, shift consistency included,
-    after the last iteration. Returns its metrics and the trained model."""
+    """Train one variant from scratch (continuing an interrupted run of the same folder);
+    it is evaluated, shift consistency included, after the last iteration. A run whose
+    folder already holds its result is not repeated. Returns its metrics and the model."""
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    result_path = os.path.join(cfg.OUTPUT_DIR, RESULT_FILE)
+    if os.path.isfile(result_path):
+        logger.info(f"{cfg.OUTPUT_DIR}: done before, reading {RESULT_FILE} and model_final.pth")
+        model = Trainer.build_model(cfg)
+        SafeCheckpointer(model).load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+        with open(result_path) as f:
+            return json.load(f), model
     seed_all_rng(cfg.SEED)
     trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
+    trainer.resume_or_load(resume=True)
     start = time.perf_counter()
     trainer.train()
     row = {
@@ -58,6 +73,8 @@ def run_variant(cfg):
         ),
         "train_and_eval_wall_s": time.perf_counter() - start,
     }
+    with open(result_path, "w") as f:
+        json.dump(row, f, indent=2)
     return row, trainer.model
 
 
@@ -83,9 +100,9 @@ def measure_models(cfgs: Dict, models: Dict, rounds: int = TIMING_ROUNDS) -> Dic
     }
 
 
-def headline(row: Dict) -> Dict[str, float]:
-    """The numbers of one variant that go into the table."""
-    metrics, shift = row["metrics"], row["metrics"].get("shift_consistency", {})
+def scores(metrics: Dict) -> Dict[str, Optional[float]]:
+    """The accuracy and shift-consistency numbers of one trained run that go in the table."""
+    shift = metrics.get("shift_consistency", {})
     out = {}
     if "segm" in metrics:
         out.update({"box AP": metrics["bbox"]["AP"], "mask AP": metrics["segm"]["AP"]})
@@ -100,28 +117,54 @@ def headline(row: Dict) -> Dict[str, float]:
         )
     if "sem_seg" in metrics:
         out.update({"mIoU": metrics["sem_seg"]["mIoU"], "consistency": shift.get("consistency")})
-    out.update(
-        {
-            "params (M)": row["params_M"],
-            "GFLOPs / image": row["gflops_per_image"],
-            "train s / iter": row["train_s_per_iter"],
-            "inference s / image": row["infer_s_per_image"],
-        }
-    )
     return out
 
 
-def markdown_table(rows: Dict[str, Dict]) -> str:
-    variants = list(rows)
-    table = {v: headline(rows[v]) for v in variants}
-    lines = ["| metric | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
-    for metric in table[variants[0]]:
-        cells = [table[v][metric] for v in variants]
-        lines.append(
-            f"| {metric} | " + " | ".join("" if c is None else f"{c:.2f}" for c in cells) + " |"
-        )
-        if "none" in table and metric in RATIO_METRICS:
-            ratios = [table[v][metric] / table["none"][metric] for v in variants]
+def cost(measured: Dict) -> Dict[str, float]:
+    return {
+        "params (M)": measured["params_M"],
+        "GFLOPs / image": measured["gflops_per_image"],
+        "train s / iter": measured["train_s_per_iter"],
+        "inference s / image": measured["infer_s_per_image"],
+    }
+
+
+def mean_and_std(values: List[Optional[float]]) -> Dict[str, Optional[float]]:
+    """Mean and sample standard deviation over seeds (std None with one seed)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": None, "std": None, "n": 0}
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+
+
+def summarize(runs: Dict[str, Dict]) -> Dict[str, Dict]:
+    """Per metric, its mean and std over the runs (seed -> row) of one variant."""
+    per_seed = [scores(row["metrics"]) for row in runs.values()]
+    return {metric: mean_and_std([s[metric] for s in per_seed]) for metric in per_seed[0]}
+
+
+def _cell(stat: Dict) -> str:
+    if stat["mean"] is None:
+        return ""
+    if stat["std"] is None:
+        return f"{stat['mean']:.2f}"
+    return f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+
+
+def markdown_table(variants: Dict[str, Dict]) -> str:
+    """Rows of metrics, a column per variant: accuracy and consistency as mean ± std over
+    seeds, then size, FLOPs and times of the first seed's models (× none where present)."""
+    names = list(variants)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for metric in variants[names[0]]["summary"]:
+        cells = [_cell(variants[v]["summary"][metric]) for v in names]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    costs = {v: cost(variants[v]["measured"]) for v in names}
+    for metric in costs[names[0]]:
+        lines.append(f"| {metric} | " + " | ".join(f"{costs[v][metric]:.2f}" for v in names) + " |")
+        if "none" in costs and metric in RATIO_METRICS:
+            ratios = [costs[v][metric] / costs["none"][metric] for v in names]
             lines.append(f"| {metric} (× none) | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
     return "\n".join(lines)
 
@@ -132,42 +175,57 @@ def compare(
     variants: List[str] = VARIANTS,
     opts: Sequence[str] = (),
     rounds: int = TIMING_ROUNDS,
+    seeds: Sequence[int] = (0,),
 ):
-    """Run every variant and write `comparison.json` and `comparison.md` to `output_dir`;
-    `rounds` of interleaved timing give the medians."""
-    rows, cfgs, models = {}, {}, {}
-    for variant in variants:
-        cfg = cfgs[variant] = variant_config(config_file, variant, output_dir, opts)
-        logger.info(
-            f"== {variant}: training {cfg.SOLVER.MAX_ITER} iterations into {cfg.OUTPUT_DIR}"
-        )
-        rows[variant], models[variant] = run_variant(cfg)
-    logger.info("== timing the trained variants, interleaved")
-    for variant, measured in measure_models(cfgs, models, rounds).items():
-        rows[variant].update(measured)
+    """Run every variant under every seed (a seed's variants share it) and write
+    `comparison.json` and `comparison.md` to `output_dir`. Runs already done in
+    `output_dir` are read, not repeated, so an interrupted comparison continues.
+    The first seed's trained models are counted and timed (`rounds` interleaved rounds)."""
+    runs = {v: {} for v in variants}
+    first_cfgs, first_models = {}, {}
+    environment = describe_run(load_config(config_file, list(opts)).MODEL.DEVICE)
+    for seed in seeds:
+        for variant in variants:
+            cfg = variant_config(config_file, variant, output_dir, opts, seed)
+            logger.info(
+                f"== {variant}, seed {seed}: {cfg.SOLVER.MAX_ITER} iterations in {cfg.OUTPUT_DIR}"
+            )
+            row, model = run_variant(cfg)
+            runs[variant][str(seed)] = row
+            if seed == seeds[0]:
+                first_cfgs[variant], first_models[variant] = cfg, model
+            else:
+                del model
+    logger.info("== timing the first seed's trained variants, interleaved")
+    measured = measure_models(first_cfgs, first_models, rounds)
     report = {
+        "environment": environment,
         "config": config_file,
         "overrides": list(opts),
         "budget": {
             "iterations": cfg.SOLVER.MAX_ITER,
             "images_per_batch": cfg.SOLVER.IMS_PER_BATCH,
-            "seed": cfg.SEED,
         },
+        "seeds": list(seeds),
         "timing_rounds": rounds,
         "machine": {
             "cpu_threads": torch.get_num_threads(),
             "platform": platform.platform(),
             "device": cfg.MODEL.DEVICE,
         },
-        "variants": rows,
+        "variants": {
+            v: {"summary": summarize(runs[v]), "measured": measured[v], "runs": runs[v]}
+            for v in variants
+        },
     }
+    report = json_ready(report)
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "comparison.json"), "w") as f:
-        json.dump(json_ready(report), f, indent=2)
-    table = markdown_table(rows)
+        json.dump(report, f, indent=2)
+    table = markdown_table(report["variants"])
     with open(os.path.join(output_dir, "comparison.md"), "w") as f:
         f.write(
-            f"`{config_file}`, {cfg.SOLVER.MAX_ITER} iterations of "
-            f"{cfg.SOLVER.IMS_PER_BATCH} images, seed {cfg.SEED}\n\n{table}\n"
+            f"`{config_file}`, {cfg.SOLVER.MAX_ITER} iterations of {cfg.SOLVER.IMS_PER_BATCH} "
+            f"images, seeds {', '.join(map(str, seeds))} (mean ± std over seeds)\n\n{table}\n"
         )
     return report, table

@@ -4,7 +4,7 @@ building a backbone (for configs made in code); layers check only their own argu
 from detectron2.layers import get_norm
 
 from pasa_det.layers.padding import PAD_MODES
-from pasa_det.layers.pasa import SOFTMAX_MODES
+from pasa_det.layers.pasa import INITS, SOFTMAX_MODES
 
 ANTIALIAS_TYPES = ("none", "lpf", "pasa")
 RESNET_STAGES = ("res2", "res3", "res4", "res5")
@@ -42,6 +42,13 @@ def check_antialias_config(cfg) -> None:
         if aa.SOFTMAX not in SOFTMAX_MODES:
             raise ConfigError(
                 f"MODEL.ANTIALIAS.SOFTMAX must be one of {SOFTMAX_MODES}, got {aa.SOFTMAX!r}"
+            )
+        if aa.INIT not in INITS:
+            raise ConfigError(f"MODEL.ANTIALIAS.INIT must be one of {INITS}, got {aa.INIT!r}")
+        if aa.INIT == "lpf" and not aa.NORM:
+            raise ConfigError(
+                "MODEL.ANTIALIAS.INIT 'lpf' sets the logit norm's shift, so MODEL.ANTIALIAS.NORM "
+                "cannot be '': name a norm (e.g. BN) or set MODEL.ANTIALIAS.INIT random"
             )
         channels = aa.GROUP * k * k
         try:

@@ -16,14 +16,20 @@ def add_pasa_config(cfg: CN) -> CN:
     cfg.MODEL.ANTIALIAS.PAD_MODE = "reflect"
     # PASA: "joint" (softmax over all groups' taps, as the published weights) or "group".
     cfg.MODEL.ANTIALIAS.SOFTMAX = "joint"
-    # PASA: detectron2 norm name for the filter logits ("" for none).
+    # PASA: detectron2 norm name for the filter logits ("" for none; the authors' detection
+    # code froze it, "FrozenBN", loading their ImageNet statistics).
     cfg.MODEL.ANTIALIAS.NORM = "BN"
-    # Where filters go: the stem's pooling, the first block of these stages, that block's
-    # shortcut, and the FPN's extra P6 level.
+    # PASA: the filters a fresh model predicts, before training or where the checkpoint
+    # holds none: "lpf" (the binomial filter everywhere; ours) or "random" (the published
+    # start: the logit convolution's random initialisation decides).
+    cfg.MODEL.ANTIALIAS.INIT = "lpf"
+    # Where filters go: the stem's pooling, the first block of these stages and that block's
+    # shortcut, as the authors placed them; FPN_TOP also filters the FPN's extra P6 level,
+    # which the authors subsample plainly (ours, off by default).
     cfg.MODEL.ANTIALIAS.STEM = True
     cfg.MODEL.ANTIALIAS.STAGES = ["res3", "res4", "res5"]
     cfg.MODEL.ANTIALIAS.SHORTCUT = True
-    cfg.MODEL.ANTIALIAS.FPN_TOP = True
+    cfg.MODEL.ANTIALIAS.FPN_TOP = False
 
     # --- checkpoint: loading MODEL.WEIGHTS ---
     # Load MODEL.WEIGHTS even when some of its weights have other shapes than the model's

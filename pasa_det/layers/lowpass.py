@@ -1,23 +1,12 @@
 """The fixed binomial low-pass filter of Zhang (ICML 2019), the "LPF" baseline."""
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .binomial import binomial_kernel
 from .padding import check_pad_mode, pad_same
 from .pasa import check_kernel_and_stride
-
-
-def binomial_kernel(kernel_size: int) -> torch.Tensor:
-    """The normalised 2-D binomial filter: row k of Pascal's triangle, outer
-    product with itself, divided by its sum (k=3: [1,2,1]x[1,2,1]/16)."""
-    row = torch.tensor(
-        [math.comb(kernel_size - 1, i) for i in range(kernel_size)], dtype=torch.float64
-    )
-    kernel = torch.outer(row, row)
-    return (kernel / kernel.sum()).float()
 
 
 class LowPassFilter(nn.Module):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from . import pasa_triton
+from .binomial import binomial_kernel
 from .padding import PAD_MODES, check_pad_mode, conv2d_same, effective_pad_mode, pad_same
 
 try:  # the C++ kernel, built by `pip install -e .` (`make setup`)
@@ -17,6 +18,7 @@ if os.environ.get("PASA_DET_NO_NATIVE") == "1":  # as if not built (set-up skips
     _C = None
 
 SOFTMAX_MODES = ("joint", "group")
+INITS = ("lpf", "random")
 NormSpec = Union[str, Callable[[int], nn.Module]]
 
 
@@ -189,6 +191,10 @@ class PASA(nn.Module):
         softmax: "joint" normalises all G*k*k logits at a position together,
             as the published code and weights do; "group" normalises each
             group's k*k taps, so every filter sums to one.
+        init: how a fresh PASA filters before training. "lpf": the binomial filter
+            of size k at every position ("joint": each group's filter is the binomial
+            divided by G), learning to adapt from there; "random": the published start,
+            near-random filters from the Kaiming-initialised logit convolution.
         impl: "native" (`FusedSoftmaxSubsample` with the C++ kernel: CPU,
             float32/64), "triton" (the same with the Triton kernel: CUDA,
             float32/16, bfloat16), "torch" (`WeightedSubsample`: torch ops
@@ -207,6 +213,7 @@ class PASA(nn.Module):
         pad_mode: str = "reflect",
         norm: NormSpec = "BN",
         softmax: str = "joint",
+        init: str = "lpf",
         impl: str = "auto",
     ):
         super().__init__()
@@ -217,6 +224,8 @@ class PASA(nn.Module):
             )
         if softmax not in SOFTMAX_MODES:
             raise ValueError(f"softmax must be one of {SOFTMAX_MODES}, got {softmax!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
         if impl == "native" and not native_available():
@@ -236,9 +245,29 @@ class PASA(nn.Module):
         self.conv = nn.Conv2d(in_channels, group * taps, kernel_size, stride=stride, bias=False)
         self.norm = make_norm(norm, group * taps)
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
-        if getattr(self.norm, "weight", None) is not None:
-            nn.init.ones_(self.norm.weight)
-            nn.init.zeros_(self.norm.bias)
+        self.reset_filters(init)
+
+    def reset_filters(self, init: str = "lpf") -> None:
+        """Restart the norm after the logit convolution as `init` says. "lpf" zeroes its
+        scale and sets its shift to the log of the binomial taps, so the logits are those
+        taps whatever the input (in train and eval mode) until training moves the scale;
+        "random" sets scale 1, shift 0."""
+        weight, bias = getattr(self.norm, "weight", None), getattr(self.norm, "bias", None)
+        if weight is None or bias is None:
+            if init == "lpf":
+                raise ValueError(
+                    "init='lpf' sets the logit norm's shift, so it needs a norm with a weight "
+                    "and a bias (e.g. 'BN'); with norm='' use init='random'"
+                )
+            return
+        with torch.no_grad():
+            if init == "random":
+                weight.fill_(1.0)
+                bias.zero_()
+            else:
+                weight.zero_()
+                log_taps = binomial_kernel(self.kernel_size).flatten().log()
+                bias.copy_(log_taps.repeat(self.group).to(bias))
 
     def filter_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The normalised filter logits at the kept positions, (N, G*k*k, H_out, W_out).

@@ -74,7 +74,7 @@ def test_benchmark_pasa_tool_writes_json(tmp_path):
 
 
 def test_flop_handles_count_pasa_weighted_sum_and_softmax():
-    m = PASA(16, kernel_size=3, group=8, norm="").eval()
+    m = PASA(16, kernel_size=3, group=8, norm="", init="random").eval()
     analysis = FlopCountAnalysis(m, (torch.randn(1, 16, 8, 8),))
     for name, handle in FLOP_HANDLES.items():
         analysis.set_op_handle(name, handle)

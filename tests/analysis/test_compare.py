@@ -9,6 +9,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from pasa_det.analysis.compare import compare
+from pasa_det.analysis.tables import render
 from pasa_det.data.synthetic_generator import CLASSES, write_instance_split
 from tests.helpers.paths import QUICK_INSTANCE
 
@@ -29,52 +30,56 @@ def register_tiny_val(root) -> str:
 
 
 @pytest.mark.slow
-def test_compare_writes_one_row_per_variant(tmp_path):
+def test_compare_writes_one_row_per_variant_over_seeds(tmp_path):
     val = register_tiny_val(tmp_path / "val")
     out = tmp_path / "out"
-    report, table = compare(
-        QUICK_INSTANCE,
-        str(out),
-        ["none", "lpf", "pasa"],
-        [
-            "SOLVER.MAX_ITER",
-            "2",
-            "SOLVER.IMS_PER_BATCH",
-            "2",
-            "SOLVER.WARMUP_ITERS",
-            "1",
-            "DATALOADER.NUM_WORKERS",
-            "0",
-            "DATASETS.TEST",
-            f"('{val}',)",
-            "TEST.SHIFT_CONSISTENCY.SHIFTS",
-            "[1]",
-            "TEST.SHIFT_CONSISTENCY.SCORE_THRESH",
-            "0.0",
-            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
-            "0.0",
-            "TEST.DETECTIONS_PER_IMAGE",
-            "3",
-        ],
-        rounds=1,
-    )
+    opts = [
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "SOLVER.WARMUP_ITERS",
+        "1",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "DATASETS.TEST",
+        f"('{val}',)",
+        "TEST.SHIFT_CONSISTENCY.SHIFTS",
+        "[1]",
+        "TEST.SHIFT_CONSISTENCY.SCORE_THRESH",
+        "0.0",
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+        "0.0",
+        "TEST.DETECTIONS_PER_IMAGE",
+        "3",
+    ]
+    report, table = compare(QUICK_INSTANCE, str(out), ["none", "lpf", "pasa"], opts, 1, [0, 1])
     rows = json.loads((out / "comparison.json").read_text())["variants"]
     assert list(rows) == ["none", "lpf", "pasa"]
     for row in rows.values():
-        assert {"bbox", "segm", "shift_consistency"} <= set(row["metrics"])
-        assert "segm_AP_right1" in row["metrics"]["shift_consistency"]
-        assert (
-            row["gflops_per_image"] > 0
-            and row["infer_s_per_image"] > 0
-            and row["train_s_per_iter"] > 0
-        )
+        assert list(row["runs"]) == ["0", "1"]
+        for run in row["runs"].values():
+            assert {"bbox", "segm", "shift_consistency"} <= set(run["metrics"])
+            assert "segm_AP_right1" in run["metrics"]["shift_consistency"]
+        aps = [run["metrics"]["segm"]["AP"] for run in row["runs"].values()]
+        mask_ap = row["summary"]["mask AP"]
+        assert mask_ap["n"] == 2 and mask_ap["mean"] == pytest.approx(sum(aps) / 2)
+        assert mask_ap["std"] == pytest.approx(abs(aps[0] - aps[1]) / 2**0.5)
+        measured = row["measured"]
+        assert measured["gflops_per_image"] > 0 and measured["infer_s_per_image"] > 0
     # LPF adds no parameters (a fixed filter); PASA adds its filter-logit convs and norms.
-    assert rows["lpf"]["params_M"] == rows["none"]["params_M"] < rows["pasa"]["params_M"]
-    assert (
-        rows["none"]["gflops_per_image"]
-        < rows["lpf"]["gflops_per_image"]
-        < rows["pasa"]["gflops_per_image"]
-    )
+    params = {v: rows[v]["measured"]["params_M"] for v in rows}
+    assert params["lpf"] == params["none"] < params["pasa"]
     markdown = (out / "comparison.md").read_text()
-    assert "| metric | none | lpf | pasa |" in markdown and "| mask AP |" in markdown
-    assert table in markdown
+    assert "| metric | none | lpf | pasa |" in markdown and " ± " in markdown
+    assert (
+        table in markdown
+        and table == render("comparison", str(out / "comparison.json"))[: len(table)]
+    )
+    # Run again: every run is read from its folder, none retrained.
+    weights = out / "seed1" / "pasa" / "model_final.pth"
+    stamp = weights.stat().st_mtime_ns
+    again, _ = compare(QUICK_INSTANCE, str(out), ["none", "lpf", "pasa"], opts, 1, [0, 1])
+    assert weights.stat().st_mtime_ns == stamp
+    for v in rows:
+        assert again["variants"][v]["runs"] == report["variants"][v]["runs"]

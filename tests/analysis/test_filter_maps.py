@@ -56,7 +56,7 @@ def test_shapes(k, groups, hw, resized_hw, map_hw):
 @pytest.mark.parametrize("softmax", ["joint", "group"])
 def test_zero_logits_give_box_filters(softmax):
     k, groups = 3, 4
-    pasa = PASA(8, k, group=groups, norm="", softmax=softmax)
+    pasa = PASA(8, k, group=groups, norm="", init="random", softmax=softmax)
     nn.init.zeros_(pasa.conv.weight)
     s = summarize_site(record(pasa, torch.randn(2, 8, 12, 14)), (12, 14), (12, 14))
     torch.testing.assert_close(s["entropy"], torch.ones(groups, 6, 7))
@@ -69,7 +69,7 @@ def test_zero_logits_give_box_filters(softmax):
 def test_one_dominant_tap_gives_no_blur():
     k, groups, channels = 3, 3, 6
     taps = [0, 4, 8]  # a different tap for each group
-    pasa = PASA(channels, k, group=groups, norm="", softmax="joint")
+    pasa = PASA(channels, k, group=groups, norm="", init="random", softmax="joint")
     with torch.no_grad():
         pasa.conv.weight.zero_()
         for g, t in enumerate(taps):
@@ -84,7 +84,7 @@ def test_one_dominant_tap_gives_no_blur():
 def test_muted_group_is_left_out():
     """Under `joint`, a group whose share underflows to 0 has no filter shape: NaN
     in its map, out of the averages, counted as muted."""
-    pasa = PASA(4, 3, group=2, norm="", softmax="joint")
+    pasa = PASA(4, 3, group=2, norm="", init="random", softmax="joint")
     with torch.no_grad():
         pasa.conv.weight.zero_()
         pasa.conv.weight[4] = (
@@ -101,8 +101,8 @@ def test_muted_group_is_left_out():
 def test_joint_filters_renormalised_per_group_equal_the_group_softmax():
     """A softmax over all G*k*k logits, restricted to a group and rescaled to sum 1,
     is the softmax over that group's logits: the renormalisation recovers it."""
-    joint = PASA(8, 3, group=4, norm="", softmax="joint")
-    grouped = PASA(8, 3, group=4, norm="", softmax="group")
+    joint = PASA(8, 3, group=4, norm="", init="random", softmax="joint")
+    grouped = PASA(8, 3, group=4, norm="", init="random", softmax="group")
     grouped.conv.weight.data.copy_(joint.conv.weight.data)
     x = torch.randn(2, 8, 9, 11)
     joint_w = record(joint, x).weights
@@ -159,7 +159,7 @@ def test_tool_writes_figures_and_json(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(
         image
     )
-    sites = ["backbone.bottom_up.stem.aa", "backbone.top_block.aa"]
+    sites = ["backbone.bottom_up.stem.aa", "backbone.bottom_up.res5.0.aa"]
     run = subprocess.run(
         [
             sys.executable,
@@ -171,7 +171,7 @@ def test_tool_writes_figures_and_json(tmp_path):
             "--output",
             str(tmp_path / "out"),
             "--sites",
-            "top_block.aa,stem.aa",
+            "res5.0.aa,stem.aa",
             "MODEL.WEIGHTS",
             "",
         ],
@@ -189,8 +189,13 @@ def test_tool_writes_figures_and_json(tmp_path):
     result = json.loads((tmp_path / "out" / "filters.json").read_text())
     (entry,) = result["images"]
     assert entry["image_hw"] == [70, 90] and entry["resized_hw"] == [124, 160]
-    stem, p6 = (entry["sites"][s] for s in sites)
-    assert (stem["stride"], stem["map_hw"], p6["stride"], p6["map_hw"]) == (4, [31, 40], 64, [2, 3])
+    stem, res5 = (entry["sites"][s] for s in sites)
+    assert (stem["stride"], stem["map_hw"], res5["stride"], res5["map_hw"]) == (
+        4,
+        [31, 40],
+        32,
+        [4, 5],
+    )
     assert len(stem["mean_entropy_per_group"]) == 8 and np.array(
         stem["mean_filter_per_group"]
     ).shape == (8, 3, 3)

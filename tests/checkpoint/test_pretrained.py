@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
+from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import build_model
 from torch import nn
 
@@ -22,9 +22,10 @@ from pasa_det.checkpoint import (
     load_source,
     save_detectron2_checkpoint,
 )
-from pasa_det.layers import binomial_kernel
+from pasa_det.config import load_config
+from pasa_det.layers import PASA, binomial_kernel
 from pasa_det.modeling import build_resnet_pasa_backbone
-from tests.helpers.paths import ROOT
+from tests.helpers.paths import CONFIGS, ROOT
 from tests.helpers.reference_pasa import PublishedPASA, randomize_norms_
 
 TORCHVISION_WEIGHTS_BASE = os.path.join(ROOT, "configs", "Base-RCNN-FPN-Torchvision-Weights.yaml")
@@ -274,3 +275,24 @@ def test_cli_reports_errors_without_traceback(tmp_path):
     )
     assert run.returncode != 0
     assert "notes.txt" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_authors_config_freezes_the_converted_logit_norm_as_the_authors_did(tmp_path):
+    model = calibrated(antialiased_torchvision_resnet(50, PublishedPASA))
+    source = tmp_path / "pasa.pth"
+    save_as_authors(model, source)
+    output = str(tmp_path / "R-50-pasa-k3.pkl")
+    save_detectron2_checkpoint(convert_resnet(load_source(str(source))).model, output)
+    config = os.path.join(
+        CONFIGS, "COCO-InstanceSegmentation", "mask_rcnn_R_101_FPN_3x_pasa_k3_authors.yaml"
+    )
+    cfg = load_config(config, ["MODEL.RESNETS.DEPTH", "50", "MODEL.WEIGHTS", output])
+    detector = build_model(cfg)
+    SafeCheckpointer(detector).load(cfg.MODEL.WEIGHTS)
+    aa = detector.backbone.bottom_up.res4[0].aa
+    assert isinstance(aa.norm, FrozenBatchNorm2d) and list(aa.norm.parameters()) == []
+    published = model.layer3[0].conv3[0].bn
+    torch.testing.assert_close(aa.norm.running_var, published.running_var)
+    torch.testing.assert_close(aa.norm.weight, published.weight.detach())
+    # P6 is plain subsampling, as in the authors' detection code: no filter in the top block.
+    assert not [m for m in detector.backbone.top_block.modules() if isinstance(m, PASA)]

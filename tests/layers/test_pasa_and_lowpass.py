@@ -42,7 +42,7 @@ def test_pasa_on_constant_input_with_group_softmax_is_identity():
 
 @pytest.mark.parametrize("softmax", ["joint", "group"])
 def test_pasa_gradcheck_float64(softmax):
-    m = PASA(4, kernel_size=3, group=2, norm="", softmax=softmax).double()
+    m = PASA(4, kernel_size=3, group=2, norm="", init="random", softmax=softmax).double()
     x = torch.randn(1, 4, 5, 6, dtype=torch.float64, requires_grad=True)
     weight = m.conv.weight.detach().clone().requires_grad_()
 
@@ -53,7 +53,7 @@ def test_pasa_gradcheck_float64(softmax):
 
 
 def test_pasa_training_mode_matches_reference_with_batch_statistics_over_kept_positions():
-    m = PASA(8, group=2).train()
+    m = PASA(8, group=2, init="random").train()
     x = torch.randn(3, 8, 10, 10)
     out = m(x)
     # Reference: BN statistics over the strided logits only.
@@ -224,3 +224,38 @@ def test_fast_impl_batch_zero_backward_and_invalid_impl():
     assert x.grad.shape == x.shape
     with pytest.raises(ValueError, match="impl"):
         PASA(16, impl="compiled")
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5])
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("pad_mode", ["reflect", "zeros"])
+def test_fresh_pasa_filters_as_lpf(kernel_size, train, pad_mode):
+    """init="lpf": every position predicts the binomial filter: group softmax gives LPF's
+    output, joint softmax LPF's output divided by G (each group's share of one unit)."""
+    x = torch.randn(2, 16, 13, 10)
+    lpf = LowPassFilter(16, kernel_size, pad_mode=pad_mode)(x)
+    for softmax, scale in [("group", 1.0), ("joint", 1 / 4)]:
+        m = PASA(16, kernel_size, group=4, pad_mode=pad_mode, softmax=softmax).train(train)
+        torch.testing.assert_close(m(x), lpf * scale, rtol=1e-5, atol=1e-6)
+
+
+def test_fresh_pasa_learns_its_filters_from_the_norm_scale():
+    m = PASA(8, group=2)
+    m(torch.randn(2, 8, 9, 9)).square().sum().backward()
+    assert m.norm.weight.grad.abs().sum() > 0  # the way out of the binomial start
+    assert m.conv.weight.grad.abs().sum() == 0  # moves once the scale has
+
+
+def test_random_init_is_the_published_start():
+    m = PASA(8, group=2, init="random")
+    assert torch.equal(m.norm.weight, torch.ones(18)) and torch.equal(m.norm.bias, torch.zeros(18))
+    with torch.no_grad():
+        weights = m.filter_weights(torch.randn(1, 8, 9, 9))
+    assert weights.std() > 0.01  # not one fixed filter
+
+
+def test_lpf_init_needs_a_norm_and_init_is_checked():
+    with pytest.raises(ValueError, match=r"init='lpf' sets the logit norm's shift.*init='random'"):
+        PASA(8, group=2, norm="")
+    with pytest.raises(ValueError, match=r"init must be one of \('lpf', 'random'\)"):
+        PASA(8, group=2, init="binomial")

@@ -117,8 +117,9 @@ def test_placement_matches_design():
         "bottom_up.res4.0.shortcut_aa": 512,
         "bottom_up.res5.0.aa": 512,
         "bottom_up.res5.0.shortcut_aa": 1024,
-        "top_block.aa": 256,
-    }
+    }  # P6: plain subsampling by default, as the authors; FPN_TOP filters it too
+    with_top = build(make_cfg("build_resnet_pasa_fpn_backbone", "pasa", 50, FPN_TOP=True))
+    assert with_top.top_block.aa.in_channels == 256
     # The stride moved out of every convolution into the filters.
     for stage in ("res3", "res4", "res5"):
         block = getattr(resnet, stage)[0]
@@ -242,3 +243,22 @@ def test_deformable_blocks_are_refused_with_the_key():
 def test_builders_registered_via_build_backbone():
     cfg = make_cfg("build_resnet_pasa_backbone", "pasa", 18)
     assert isinstance(build_backbone(cfg).stem.aa, PASA)
+
+
+@pytest.mark.parametrize("norm", ["BN", "FrozenBN"])
+def test_fresh_pasa_backbone_computes_what_the_lpf_backbone_does(norm):
+    """MODEL.ANTIALIAS.INIT lpf: before training, and with a checkpoint that holds no
+    filters, a group-softmax PASA backbone is the LPF backbone."""
+    lpf = randomize_bn_stats_(build(make_cfg("build_resnet_pasa_fpn_backbone", "lpf", 18)))
+    pasa = build(make_cfg("build_resnet_pasa_fpn_backbone", "pasa", 18, SOFTMAX="group", NORM=norm))
+    missing = pasa.load_state_dict(lpf.state_dict(), strict=False).missing_keys
+    assert missing and all(".aa." in k or "_aa." in k for k in missing)  # the filters alone
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        for got, expected in zip(pasa.eval()(x).values(), lpf.eval()(x).values()):
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_random_init_keeps_the_published_start():
+    pasa = build(make_cfg("build_resnet_pasa_backbone", "pasa", 18, INIT="random"))
+    assert torch.equal(pasa.res3[0].aa.norm.weight, torch.ones(72))

@@ -29,4 +29,5 @@ def build_antialias_filter(cfg, channels: int, site: str) -> nn.Module:
         pad_mode=aa.PAD_MODE,
         norm=lambda c: _logit_norm(aa.NORM, c),
         softmax=aa.SOFTMAX,
+        init=aa.INIT,
     )
