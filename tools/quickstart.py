@@ -21,6 +21,7 @@ from pasa_det.checkpoint import CheckpointError
 from pasa_det.config import ConfigError
 from pasa_det.data.checks import DatasetError
 from pasa_det.engine import NonFiniteLossError, Trainer, TrainingInterrupted, setup_cfg
+from pasa_det.engine.arguments import parse_args
 from pasa_det.engine.demo import run_demo
 from pasa_det.evaluation import json_ready
 
@@ -46,7 +47,7 @@ def _weights_sha256(path: str) -> str:
 def main():
     parser = default_argument_parser()
     parser.set_defaults(config_file=DEFAULT_CONFIG)
-    args = parser.parse_args()
+    args = parse_args(parser)
     try:
         run(args)
     except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError) as e:

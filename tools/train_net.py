@@ -32,6 +32,7 @@ from pasa_det.engine import (
     launch,
     setup_cfg,
 )
+from pasa_det.engine.arguments import parse_args
 
 
 def main(args):
@@ -62,7 +63,7 @@ def run(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = parse_args(default_argument_parser())
     print("Command Line Args:", args)
     try:
         launch(

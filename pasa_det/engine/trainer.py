@@ -24,6 +24,7 @@ from detectron2.engine import (
     TrainerBase,
     create_ddp_model,
     default_setup,
+    hooks,
 )
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.projects.deeplab import build_lr_scheduler
@@ -86,7 +87,10 @@ class TrainingStep(SimpleTrainer):
         data = next(self._batches)
         data_time = time.perf_counter() - start
         with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
-            loss_dict = self.model(data)
+            try:
+                loss_dict = self.model(data)
+            except FloatingPointError as e:  # detectron2's own check: boxes or scores Inf/NaN
+                self._stop_on_non_finite({}, detectron2_error=str(e))
             if isinstance(loss_dict, torch.Tensor):
                 loss_dict = {"total_loss": loss_dict}
             losses = sum(loss_dict.values())
@@ -97,15 +101,21 @@ class TrainingStep(SimpleTrainer):
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
 
-    def _stop_on_non_finite(self, loss_dict):
+    def _stop_on_non_finite(self, loss_dict, detectron2_error: str = ""):
+        """Every process stops, together, when any has a non-finite loss term or detectron2
+        found non-finite predictions (`detectron2_error`) in its forward pass."""
         bad = {k: v.item() for k, v in loss_dict.items() if not torch.isfinite(v).all()}
-        failed = any(comm.all_gather(bool(bad))) if comm.get_world_size() > 1 else bool(bad)
+        failed = bool(bad or detectron2_error)
+        failed = any(comm.all_gather(failed)) if comm.get_world_size() > 1 else failed
         if not failed:
             return
-        terms = ", ".join(f"{k}={v}" for k, v in bad.items()) or "in another process"
+        terms = ", ".join(f"{k}={v}" for k, v in bad.items())
+        if detectron2_error:
+            terms = f"detectron2: {detectron2_error.rstrip('.')}"
+        terms = terms or "in another process"
         if self.on_non_finite is not None:
             self.on_non_finite(terms)
-        raise NonFiniteLossError(f"non-finite loss at iteration {self.iter}: {terms}")
+        raise NonFiniteLossError(f"training diverged at iteration {self.iter}: {terms}")
 
     def state_dict(self):
         state = super().state_dict()
@@ -151,6 +161,41 @@ class SeedEachIteration(HookBase):
         seed_all_rng(derive_seed(self.seed, self.trainer.iter, comm.get_rank()))
 
 
+def divergence_advice(cfg) -> str:
+    """What to change after a divergence, most likely first for this config."""
+    advice = []
+    if not cfg.MODEL.WEIGHTS and cfg.MODEL.RESNETS.NORM == "FrozenBN":
+        advice.append(
+            "a trainable norm (MODEL.RESNETS.NORM BN or GN): FrozenBN keeps the statistics "
+            "of pretrained weights, and MODEL.WEIGHTS is empty"
+        )
+    advice.append(f"a lower SOLVER.BASE_LR (now {cfg.SOLVER.BASE_LR:g})")
+    if not cfg.SOLVER.CLIP_GRADIENTS.ENABLED:
+        advice.append(
+            "gradient clipping (SOLVER.CLIP_GRADIENTS.ENABLED True CLIP_TYPE norm CLIP_VALUE 5.0)"
+        )
+    if cfg.SOLVER.WARMUP_ITERS < 100:
+        advice.append(f"a longer SOLVER.WARMUP_ITERS (now {cfg.SOLVER.WARMUP_ITERS})")
+    return "; ".join(advice)
+
+
+class _OwnStopInOneLine(logging.Filter):
+    """detectron2 logs any exception that ends training with its traceback; a divergence
+    already explains itself (what happened, what to change), so it is logged as one line."""
+
+    def filter(self, record):
+        if record.exc_info and isinstance(record.exc_info[1], NonFiniteLossError):
+            record.msg, record.args = f"Training stopped: {record.exc_info[1]}", ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _explain_own_stops_in_one_line():
+    train_loop = logging.getLogger("detectron2.engine.train_loop")
+    if not any(isinstance(f, _OwnStopInOneLine) for f in train_loop.filters):
+        train_loop.addFilter(_OwnStopInOneLine())
+
+
 class Trainer(DefaultTrainer):
     """detectron2's DefaultTrainer with pasa_det's step (TrainingStep), checkpointer
     (SafeCheckpointer), seeding, signal handling and resumable data.
@@ -188,7 +233,9 @@ class Trainer(DefaultTrainer):
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
+        self.diverged = False
         self.register_hooks(self.build_hooks())
+        _explain_own_stops_in_one_line()
 
     def _stop_on_non_finite(self, terms: str):
         last = (
@@ -196,14 +243,25 @@ class Trainer(DefaultTrainer):
             if self.checkpointer.has_checkpoint()
             else "none"
         )
+        self.diverged = True
         self.checkpointer.refuse_saves(
-            f"the model state is suspect after a non-finite loss at iteration {self.iter}"
+            f"the model state is suspect after training diverged at iteration {self.iter}"
         )
         raise NonFiniteLossError(
-            f"non-finite loss at iteration {self.iter}: {terms}. Training stopped without updating the weights "
-            f"or writing a checkpoint; the last checkpoint is {last}. Lower SOLVER.BASE_LR, enable "
-            "SOLVER.CLIP_GRADIENTS or check the data, then --resume."
+            f"training diverged at iteration {self.iter} ({terms}). It stopped without "
+            f"updating the weights, writing a checkpoint or evaluating; the last checkpoint is "
+            f"{last}. To try: {divergence_advice(self.cfg)}, then --resume."
         )
+
+    def after_train(self):
+        """As detectron2's, but after a divergence the model is not evaluated: its numbers
+        would describe a model that is about to be thrown away."""
+        if not self.diverged:
+            return super().after_train()
+        self.storage.iter = self.iter
+        for hook in self._hooks:
+            if not isinstance(hook, hooks.EvalHook):
+                hook.after_train()
 
     # The optimizer and AMP scaler live in the step: checkpointed with it (detectron2 0.6's
     # DefaultTrainer leaves them out; main's adds them as here).
@@ -266,9 +324,33 @@ class Trainer(DefaultTrainer):
         return hooks
 
     def resume_or_load(self, resume=True):
+        if resume and not self.checkpointer.has_checkpoint():
+            self._warn_nothing_to_resume()
         super().resume_or_load(resume=resume)
         # Continue the data stream where the checkpoint left it (read at the first step).
         self.data_loader.sampler.start = self.start_iter * self.cfg.SOLVER.IMS_PER_BATCH
+
+    def _warn_nothing_to_resume(self):
+        """--resume into a folder that holds an earlier run's files but no checkpoint
+        would silently start over: say so, and where it looked."""
+        folder = self.cfg.OUTPUT_DIR
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        # This run's writers have created their files already, empty; metrics.json with
+        # lines in it, or a saved model, is an earlier run's.
+        earlier = sorted(
+            name
+            for name in names
+            if (name.startswith("model_") and name.endswith(".pth"))
+            or (name == "metrics.json" and os.path.getsize(os.path.join(folder, name)) > 0)
+        )
+        if earlier:
+            start = self.cfg.MODEL.WEIGHTS or "scratch"
+            logging.getLogger(__name__).warning(
+                f"--resume found no checkpoint to continue: {folder} has no last_checkpoint "
+                f"file, though an earlier run left {', '.join(earlier[:3])}"
+                f"{' …' if len(earlier) > 3 else ''} there. Training starts at iteration 0 "
+                f"from {start}."
+            )
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -333,4 +415,9 @@ def setup_cfg(args):
     cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    # pasa_det's own messages (skipped images, signals, resume) go to the console and to
+    # OUTPUT_DIR/log.txt with timestamps, as detectron2's do.
+    setup_logger(
+        cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="pasa_det", abbrev_name="pasa"
+    )
     return cfg

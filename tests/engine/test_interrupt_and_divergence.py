@@ -78,7 +78,8 @@ def test_non_finite_loss_stops_naming_iteration_and_terms_and_saves_nothing_afte
     )
     with pytest.raises(
         NonFiniteLossError,
-        match=r"non-finite loss at iteration 2: loss_mask=nan\..*the last checkpoint is .*model_0000001\.pth",
+        match=r"training diverged at iteration 2 \(loss_mask=nan\)\..*the last checkpoint is "
+        r".*model_0000001\.pth\. To try: a lower SOLVER\.BASE_LR \(now 0\.02\)",
     ):
         t.train()
     assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".pth")) == [
@@ -88,6 +89,77 @@ def test_non_finite_loss_stops_naming_iteration_and_terms_and_saves_nothing_afte
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
     good = torch.load(tmp_path / "model_0000001.pth", weights_only=True)["model"]
     assert all(torch.isfinite(v).all() for v in good.values() if v.is_floating_point())
+
+
+def test_detectron2s_own_divergence_check_stops_every_process_with_advice(tmp_path):
+    def poison(t):
+        def diverged(batch):
+            raise FloatingPointError(
+                "Predicted boxes or scores contain Inf/NaN. Training has diverged."
+            )
+
+        t.model.forward = diverged
+
+    t = trainer(tmp_path, "SOLVER.CHECKPOINT_PERIOD", "1", hooks=[At(1, poison)])
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"^training diverged at iteration 1 \(detectron2: Predicted boxes or scores "
+        r"contain Inf/NaN\. Training has diverged\)\. It stopped without updating",
+    ):
+        t.train()
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000000.pth"
+
+
+def test_divergence_at_the_last_iteration_is_not_evaluated(tmp_path):
+    def poison(t):
+        forward = t.model.forward
+        t.model.forward = lambda batch: {k: v * float("inf") for k, v in forward(batch).items()}
+
+    t = trainer(
+        tmp_path,
+        "DATASETS.TEST",
+        "('synthetic_instances_val',)",
+        "SOLVER.MAX_ITER",
+        "2",
+        hooks=[At(1, poison)],
+    )
+    with pytest.raises(NonFiniteLossError, match="iteration 1"):
+        t.train()
+    assert not (tmp_path / "inference").exists()
+    assert not (tmp_path / "model_final.pth").exists()
+
+
+def test_train_net_explains_a_divergence_in_one_line(tmp_path):
+    run = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "train_net.py"),
+            "--config-file",
+            QUICK_INSTANCE,
+            *TINY,
+            "SOLVER.BASE_LR",
+            "1e12",
+            "SOLVER.WARMUP_ITERS",
+            "0",
+            "SOLVER.CLIP_GRADIENTS.ENABLED",
+            "False",
+            "SOLVER.MAX_ITER",
+            "20",
+            "OUTPUT_DIR",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training diverged at iteration "), run.stderr[-2000:]
+    assert "SOLVER.CLIP_GRADIENTS.ENABLED True" in last
+    assert "Traceback" not in run.stderr + run.stdout
+    log = (tmp_path / "log.txt").read_text()
+    assert "Training stopped: training diverged at iteration" in log
 
 
 @pytest.mark.slow

@@ -285,3 +285,37 @@ def test_run_killed_mid_training_and_resumed_ends_with_the_same_weights(tmp_path
     assert straight.keys() == resumed.keys()
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
+
+
+def test_resume_without_a_checkpoint_warns_where_it_looked_in_the_log(tmp_path):
+    fresh = train_net(
+        *SMALL,
+        "SOLVER.MAX_ITER",
+        "1",
+        "DATASETS.TEST",
+        "()",
+        "OUTPUT_DIR",
+        str(tmp_path / "new"),
+        "--resume",
+    )
+    assert "--resume found no checkpoint" not in fresh.stderr  # nothing there before
+    (tmp_path / "metrics.json").write_text('{"iteration": 19}\n')  # an earlier run's trace
+    train_net(
+        *SMALL,
+        "SOLVER.MAX_ITER",
+        "1",
+        "DATASETS.TEST",
+        "()",
+        "OUTPUT_DIR",
+        str(tmp_path),
+        "--resume",
+    )
+    expected = (
+        f"--resume found no checkpoint to continue: {tmp_path} has no last_checkpoint file, "
+        "though an earlier run left metrics.json there. Training starts at iteration 0 from "
+        "scratch."
+    )
+    log = (tmp_path / "log.txt").read_text()
+    line = next(line for line in log.splitlines() if "--resume found no checkpoint" in line)
+    assert re.match(r"\[\d\d/\d\d \d\d:\d\d:\d\d\] pasa\.engine\.trainer WARNING: ", line)
+    assert line.endswith(expected)
