@@ -6,13 +6,28 @@
 """
 
 import argparse
+import os
+import re
 import sys
 
 from detectron2.utils.logger import setup_logger
 
 from pasa_det.checkpoint import CheckpointError
 from pasa_det.config import ConfigError, load_config
+from pasa_det.data.checks import DatasetError
 from pasa_det.engine.demo import run_demo
+
+CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+
+
+def split_overrides(inputs):
+    """--input takes every word after it, so `--input dir/ MODEL.WEIGHTS w.pth` would read
+    the override as files: the first word shaped like a config key (and not a file)
+    starts the KEY VALUE overrides."""
+    for i, item in enumerate(inputs):
+        if CONFIG_KEY.match(item) and not os.path.exists(item):
+            return inputs[:i], inputs[i:]
+    return inputs, []
 
 
 def main(argv=None):
@@ -27,13 +42,17 @@ def main(argv=None):
     parser.add_argument("--confidence-threshold", type=float, default=0.5)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE …")
     args = parser.parse_args(argv)
+    args.input, overrides = split_overrides(args.input)
+    args.opts = overrides + args.opts
+    if not args.input:
+        parser.error("--input names no image before the KEY VALUE overrides")
     setup_logger(name="pasa_det")
     setup_logger(name="detectron2")
     try:
         cfg = load_config(args.config_file, args.opts)
         cfg.freeze()
         written, skipped = run_demo(cfg, args.input, args.output, args.confidence_threshold)
-    except (ConfigError, CheckpointError) as e:
+    except (ConfigError, CheckpointError, DatasetError) as e:
         sys.exit(f"error: {e}")
     print(
         f"wrote {written} images to {args.output}"

@@ -50,7 +50,7 @@ def run(args):
     cfg = setup_cfg(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        SafeCheckpointer.from_config(cfg, model, cfg.OUTPUT_DIR).resume_or_load(
+        SafeCheckpointer.from_config(cfg, model, cfg.OUTPUT_DIR, for_inference=True).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         results = Trainer.test(cfg, model)

@@ -9,6 +9,8 @@ import re
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from pasa_det.layers import PASA
+
 logger = logging.getLogger(__name__)
 
 # What a detectron2 / Detectron model-zoo .pkl may reference: numpy arrays, their dtypes
@@ -76,18 +78,31 @@ class SafeCheckpointer(DetectionCheckpointer):
     `refuse_saves` stops all saving (the model state is not worth keeping).
     """
 
-    def __init__(self, model, save_dir="", *, allow_partial=False, trust_pickle=False, **kwargs):
+    def __init__(
+        self,
+        model,
+        save_dir="",
+        *,
+        allow_partial=False,
+        trust_pickle=False,
+        require_filters=False,
+        **kwargs,
+    ):
         super().__init__(model, save_dir, **kwargs)
         self.allow_partial, self.trust_pickle = allow_partial, trust_pickle
+        self.require_filters = require_filters
         self._refuse_saves = None
 
     @classmethod
-    def from_config(cls, cfg, model, save_dir="", **kwargs):
+    def from_config(cls, cfg, model, save_dir="", *, for_inference=False, **kwargs):
+        """`for_inference`: evaluation or the demo, where weights that hold none of the
+        model's PASA filters are refused unless MODEL.WEIGHTS_ALLOW_MISSING_FILTERS."""
         return cls(
             model,
             save_dir,
             allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
             trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE,
+            require_filters=for_inference and not cfg.MODEL.WEIGHTS_ALLOW_MISSING_FILTERS,
             **kwargs,
         )
 
@@ -97,7 +112,17 @@ class SafeCheckpointer(DetectionCheckpointer):
             raise CheckpointError(
                 f"{path}: no such checkpoint file (MODEL.WEIGHTS, or the file last_checkpoint names)"
             )
-        return super().load(path, *args, **kwargs)
+        try:
+            return super().load(path, *args, **kwargs)
+        except OSError as e:  # urllib's URLError included: a URL that cannot be fetched
+            if "://" not in path:
+                raise
+            reason = getattr(e, "reason", None) or e
+            raise CheckpointError(
+                f"MODEL.WEIGHTS {path} cannot be downloaded ({reason}). Without internet access, "
+                "download it where there is, then set MODEL.WEIGHTS to the local file (or to "
+                '"" to start from scratch)'
+            ) from None
 
     def _load_file(self, filename):
         if filename.endswith(".pkl"):
@@ -135,6 +160,8 @@ class SafeCheckpointer(DetectionCheckpointer):
         incompatible.missing_keys[:] = [
             k for k in incompatible.missing_keys if not k.endswith(".num_batches_tracked")
         ]
+        if self.require_filters:
+            self._check_filters_loaded(incompatible.missing_keys)
         if self.allow_partial:
             return incompatible
         if incompatible.incorrect_shapes:
@@ -161,6 +188,21 @@ class SafeCheckpointer(DetectionCheckpointer):
                 "for another model. Set MODEL.WEIGHTS_ALLOW_PARTIAL True to start from scratch anyway."
             )
         return incompatible
+
+    def _check_filters_loaded(self, missing_keys) -> None:
+        """Evaluating PASA filters that the checkpoint did not hold would score filters
+        that were never trained (weights of a `none` or `lpf` model, say)."""
+        prefixes = tuple(
+            f"{name}." for name, module in self.model.named_modules() if isinstance(module, PASA)
+        )
+        untrained = sorted(k for k in missing_keys if k.startswith(prefixes))
+        if untrained:
+            raise CheckpointError(
+                f"the checkpoint holds no weights for {len(untrained)} of the model's PASA "
+                f"filter parameters (e.g. {untrained[0]}): it was trained with another "
+                "MODEL.ANTIALIAS.TYPE. Set MODEL.ANTIALIAS.TYPE to the one it was trained with, "
+                "or MODEL.WEIGHTS_ALLOW_MISSING_FILTERS True to evaluate untrained filters anyway"
+            )
 
     # ---- saving ----
     def refuse_saves(self, reason: str) -> None:
@@ -207,6 +249,6 @@ def _write_atomically(path: str, write) -> None:
 def load_checkpoint(cfg, model, path=None):
     """Load `path` (default MODEL.WEIGHTS) into `model` for inference, checked as
     `SafeCheckpointer` checks it."""
-    return SafeCheckpointer.from_config(cfg, model).load(
+    return SafeCheckpointer.from_config(cfg, model, for_inference=True).load(
         cfg.MODEL.WEIGHTS if path is None else path
     )

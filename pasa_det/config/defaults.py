@@ -37,8 +37,18 @@ def add_pasa_config(cfg: CN) -> CN:
     cfg.MODEL.WEIGHTS_ALLOW_PARTIAL = False
     # Unpickle MODEL.WEIGHTS without weights_only restrictions: only for files you trust.
     cfg.MODEL.WEIGHTS_TRUST_PICKLE = False
+    # Evaluation and the demo: accept MODEL.WEIGHTS that hold none of the model's PASA
+    # filters (they then filter as MODEL.ANTIALIAS.INIT starts them).
+    cfg.MODEL.WEIGHTS_ALLOW_MISSING_FILTERS = False
 
-    # --- data: training loader ---
+    # --- data: your own datasets, and checks ---
+    # Registered from the config in every process: [[name, annotations.json, image folder]]
+    # for COCO-format sets, [[name, leftImg8bit/<split>, gtFine/<split>, "instance" or
+    # "semantic"]] for Cityscapes-layout ones. Name them in DATASETS.TRAIN / TEST.
+    cfg.DATASETS.REGISTER_COCO = []
+    cfg.DATASETS.REGISTER_CITYSCAPES = []
+    # The model's class count must equal the data's (False: train on a subset on purpose).
+    cfg.DATASETS.CHECK_NUM_CLASSES = True
     # Log and replace an image that cannot be read (evaluation always raises).
     cfg.DATALOADER.SKIP_BAD_IMAGES = True
 

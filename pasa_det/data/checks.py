@@ -1,11 +1,12 @@
 """Dataset checks that turn bad files into errors naming them."""
 
+import difflib
 import json
 import logging
 import os
 from collections import defaultdict
 
-from detectron2.data import MetadataCatalog, get_detection_dataset_dicts
+from detectron2.data import DatasetCatalog, MetadataCatalog, get_detection_dataset_dicts
 from detectron2.data.detection_utils import SizeMismatchError
 
 logger = logging.getLogger(__name__)
@@ -93,3 +94,52 @@ def load_dataset_dicts(names, **kwargs):
         raise _json_error(list(names), e) from e
     check_images_exist(dicts, names)
     return dicts
+
+
+def check_datasets_registered(cfg) -> None:
+    """Every dataset DATASETS.TRAIN and TEST name is registered; checked before the model
+    is built, with the closest registered names and how to register one."""
+    registered = DatasetCatalog.list()
+    for key in ("TRAIN", "TEST"):
+        for name in cfg.DATASETS[key]:
+            if name in registered:
+                continue
+            close = difflib.get_close_matches(name, registered, n=3, cutoff=0.5)
+            hint = f" Close registered names: {', '.join(close)}." if close else ""
+            raise DatasetError(
+                f"DATASETS.{key} names {name!r}, which is not registered.{hint} For your own "
+                "data, add it to the config: DATASETS.REGISTER_COCO "
+                f"\"[('{name}', 'path/to/annotations.json', 'path/to/images')]\" (COCO format) "
+                "or DATASETS.REGISTER_CITYSCAPES (see docs/GETTING_STARTED.md, 'Your own data')"
+            )
+
+
+def _class_count(cfg):
+    """The class count the model predicts, the metadata field it is compared with, and
+    the config key that sets it; None for models without one."""
+    if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
+        return cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, "stuff_classes", "MODEL.SEM_SEG_HEAD.NUM_CLASSES"
+    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
+        return cfg.MODEL.ROI_HEADS.NUM_CLASSES, "thing_classes", "MODEL.ROI_HEADS.NUM_CLASSES"
+    return None
+
+
+def check_num_classes(cfg, names) -> None:
+    """The model predicts as many classes as each dataset in `names` has, where its
+    metadata already holds them (COCO-format sets: once read or registered from the
+    config). A mismatch would train with some classes as background, or with unused
+    outputs, and no other message."""
+    counted = _class_count(cfg)
+    if counted is None or not cfg.DATASETS.CHECK_NUM_CLASSES:
+        return
+    num_classes, field, key = counted
+    for name in names:
+        classes = MetadataCatalog.get(name).get(field, None)
+        if classes is None or len(classes) == num_classes:
+            continue
+        shown = ", ".join(classes[:6]) + (", …" if len(classes) > 6 else "")
+        raise DatasetError(
+            f"{key} is {num_classes} but dataset {name!r} has {len(classes)} classes "
+            f"({shown}): set {key} {len(classes)}, or DATASETS.CHECK_NUM_CLASSES False to "
+            "use a different count on purpose"
+        )

@@ -13,9 +13,12 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 from tqdm import tqdm
 
 from pasa_det.checkpoint import load_checkpoint
+from pasa_det.data.checks import check_datasets_registered, check_num_classes
+from pasa_det.data.datasets.from_config import register_datasets_from_config
 
 logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DRAWN_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")  # what matplotlib writes
 
 
 def iter_image_paths(inputs: Iterable[str]) -> Iterator[str]:
@@ -54,15 +57,49 @@ def _predictor(cfg) -> DefaultPredictor:
     return predictor
 
 
+def class_metadata(cfg):
+    """The metadata whose class names label the drawings: of the first dataset the
+    config names (TEST, else TRAIN), checked against the model's class count."""
+    register_datasets_from_config(cfg)
+    names = [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN]
+    if not names:
+        logger.warning(
+            "the config names no dataset (DATASETS.TEST or TRAIN), so the drawings label "
+            "classes by their index; name the data the model was trained on to show its names"
+        )
+        return MetadataCatalog.get("__unused")
+    check_datasets_registered(cfg)
+    check_num_classes(cfg, names[:1])
+    return MetadataCatalog.get(names[0])
+
+
+def output_name(path: str, taken: set) -> str:
+    """The input's file name, kept (a.jpg and a.png stay apart; other formats get ".png"
+    added); a name met before in this run, from another folder, gets a numbered suffix."""
+    name = os.path.basename(path)
+    if not name.lower().endswith(DRAWN_EXTENSIONS):  # a format the drawing cannot be saved in
+        name += ".png"
+    stem, ext = os.path.splitext(name)
+    number = 1
+    while name in taken:
+        number += 1
+        name = f"{stem}-{number}{ext}"
+    if number > 1:
+        logger.warning(f"{path}: another input had its name; drawn as {name}")
+    taken.add(name)
+    return name
+
+
 def run_demo(
     cfg, inputs: Iterable[str], output_dir: str, confidence_threshold: float = 0.5
 ) -> Tuple[int, int]:
-    """Write `<output_dir>/<name>` for every readable input image; return
+    """Write `<output_dir>/<input file name>` for every readable input image; return
     (images written, images skipped because they could not be read)."""
+    metadata = class_metadata(cfg)
     predictor = _predictor(cfg)
-    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
     os.makedirs(output_dir, exist_ok=True)
     written = skipped = 0
+    taken = set()
     for path in tqdm(iter_image_paths(inputs), desc="demo", unit="img"):
         try:
             image = read_image(path, format=cfg.INPUT.FORMAT)
@@ -74,6 +111,6 @@ def run_demo(
             predictions = predictor(image)
         rgb = image[:, :, ::-1] if cfg.INPUT.FORMAT == "BGR" else image
         drawn = draw_predictions(rgb, predictions, metadata, confidence_threshold)
-        drawn.save(os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".png"))
+        drawn.save(os.path.join(output_dir, output_name(path, taken)))
         written += 1
     return written, skipped

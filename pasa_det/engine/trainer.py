@@ -34,7 +34,13 @@ from detectron2.utils.logger import setup_logger
 
 from pasa_det.checkpoint.loading import SafeCheckpointer
 from pasa_det.config import load_config
-from pasa_det.data.checks import FileNamingMapper, load_dataset_dicts
+from pasa_det.data.checks import (
+    FileNamingMapper,
+    check_datasets_registered,
+    check_num_classes,
+    load_dataset_dicts,
+)
+from pasa_det.data.datasets.from_config import register_datasets_from_config
 from pasa_det.data.prepare import prepare_dataset
 from pasa_det.data.resumable import (
     PositionSeededDataset,
@@ -355,6 +361,7 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         """detectron2's training loader, made resumable (pasa_det.data.resumable)."""
+        register_datasets_from_config(cfg)
         for name in cfg.DATASETS.TRAIN:
             prepare_dataset(name)
         dicts = load_dataset_dicts(
@@ -365,6 +372,7 @@ class Trainer(DefaultTrainer):
             else 0,
             proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
         )
+        check_num_classes(cfg, cfg.DATASETS.TRAIN)  # the metadata is complete once read
         if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
             mapper = DatasetMapper(
                 cfg, is_train=True, augmentations=semantic_train_augmentations(cfg)
@@ -388,6 +396,7 @@ class Trainer(DefaultTrainer):
     def build_test_loader(cls, cfg, dataset_name):
         """detectron2's test loader, checked like the training one; an unreadable image
         stops evaluation naming the file (skipping it would flatter the metrics)."""
+        register_datasets_from_config(cfg)
         prepare_dataset(dataset_name)
         proposal_files = None
         if cfg.MODEL.LOAD_PROPOSALS:
@@ -397,6 +406,7 @@ class Trainer(DefaultTrainer):
         dicts = load_dataset_dicts(
             [dataset_name], filter_empty=False, proposal_files=proposal_files
         )
+        check_num_classes(cfg, [dataset_name])
         return build_detection_test_loader(
             dicts,
             mapper=FileNamingMapper(DatasetMapper(cfg, is_train=False)),
@@ -410,8 +420,9 @@ class Trainer(DefaultTrainer):
 
 
 def setup_cfg(args):
-    """The config of --config-file and trailing KEY VALUE pairs, frozen, with
-    detectron2's default_setup (output folder, logging, seeds)."""
+    """The config of --config-file and trailing KEY VALUE pairs, frozen, its datasets
+    registered and checked (before any model is built), with detectron2's default_setup
+    (output folder, logging, seeds)."""
     cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
@@ -420,4 +431,7 @@ def setup_cfg(args):
     setup_logger(
         cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="pasa_det", abbrev_name="pasa"
     )
+    register_datasets_from_config(cfg)
+    check_datasets_registered(cfg)
+    check_num_classes(cfg, [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST])
     return cfg

@@ -8,7 +8,10 @@ gathered on the main process; every draw is seeded by the image, not the process
 """
 
 import itertools
+import json
 import logging
+import os
+import re
 import zlib
 from collections import OrderedDict
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -22,10 +25,51 @@ from detectron2.utils import comm
 
 from pasa_det.data.resumable import derive_seed
 
+from .export import json_ready
+
 # The four directions of the authors' protocol, as unit (dx, dy): right, left, down, up.
 DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
 
 Model = Callable[[List[Dict]], List[Dict]]
+logger = logging.getLogger(__name__)
+RESULT_FILE = "shift_consistency.json"
+
+
+def shift_consistency_table(res: Dict) -> str:
+    """The results as a reader wants them: AP per shift distance and direction (mask AP,
+    then box AP), then the summary and agreement figures."""
+    lines = []
+    for task, label in (("segm", "mask AP"), ("bbox", "box AP")):
+        if f"{task}_AP_0" not in res:
+            continue
+        shift_key = re.compile(rf"{task}_AP_({'|'.join(DIRECTIONS)})(\d+)")
+        distances = sorted({int(m[2]) for m in map(shift_key.fullmatch, res) if m})
+        lines.append(f"{label}: unshifted {res[f'{task}_AP_0']:.2f}")
+        lines.append(f"  {'shift px':>8} " + "".join(f"{d:>8}" for d in DIRECTIONS))
+        for d in distances:
+            cells = "".join(f"{res[f'{task}_AP_{name}{d}']:8.2f}" for name in DIRECTIONS)
+            lines.append(f"  {d:>8} {cells}")
+        lines.append(
+            f"  mean {res[f'{task}_AP_mean']:.2f}, spread (max - min) "
+            f"{res[f'{task}_AP_spread']:.2f}, std {res[f'{task}_AP_std']:.2f}"
+        )
+    named = [
+        ("consistency", "labels agreeing between shifted crops, %"),
+        ("mask_iou", "mask IoU of matched instances, %"),
+        ("class_agreement", "matched instances with the same class, %"),
+        ("unmatched", "instances without a partner, %"),
+    ]
+    lines += [f"{text}: {res[key]:.2f}" for key, text in named if key in res]
+    return "\n".join(lines)
+
+
+def report(res: Dict, output_dir, dataset_name: str) -> None:
+    """Log the results as a table and write them to `output_dir/shift_consistency.json`."""
+    logger.info(f"Shift consistency on {dataset_name}:\n{shift_consistency_table(res)}")
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, RESULT_FILE), "w") as f:
+            json.dump(json_ready(res), f, indent=2)
 
 
 def image_seed(seed: int, file_name: str) -> int:
@@ -118,12 +162,21 @@ class SemSegShiftConsistency(DatasetEvaluator):
     at independent random offsets; agreement is measured on their overlap.
     """
 
-    def __init__(self, model: Model, num_pairs: int = 5, max_shift: int = 32, seed: int = 0):
+    def __init__(
+        self,
+        model: Model,
+        num_pairs: int = 5,
+        max_shift: int = 32,
+        seed: int = 0,
+        dataset_name: str = "",
+        output_dir=None,
+    ):
         if num_pairs < 1 or max_shift < 1:
             raise ValueError(
                 f"need num_pairs >= 1 and max_shift >= 1, got {num_pairs}, {max_shift}"
             )
         self.model, self.num_pairs, self.max_shift, self.seed = model, num_pairs, max_shift, seed
+        self.dataset_name, self.output_dir = dataset_name, output_dir
 
     def reset(self):
         self._counts = _Counts(agreement=0.0, pairs=0)
@@ -161,12 +214,12 @@ class SemSegShiftConsistency(DatasetEvaluator):
         counts = self._counts.gathered()
         if not comm.is_main_process():
             return None
-        return OrderedDict(
-            shift_consistency={
-                "consistency": 100 * counts["agreement"] / max(counts["pairs"], 1),
-                "pairs": counts["pairs"],
-            }
-        )
+        res = {
+            "consistency": 100 * counts["agreement"] / max(counts["pairs"], 1),
+            "pairs": counts["pairs"],
+        }
+        report(res, self.output_dir, self.dataset_name)
+        return OrderedDict(shift_consistency=res)
 
 
 class InstanceShiftConsistency(DatasetEvaluator):
@@ -190,8 +243,10 @@ class InstanceShiftConsistency(DatasetEvaluator):
         shifts: Sequence[int] = (1, 2, 5, 10, 20),
         score_thresh: float = 0.5,
         match_iou: float = 0.5,
+        output_dir=None,
     ):
         self.model, self.score_thresh, self.match_iou = model, score_thresh, match_iou
+        self.dataset_name, self.output_dir = dataset_name, output_dir
         self.image_format = cfg.INPUT.FORMAT
         self.augmentations = T.AugmentationList(
             detection_utils.build_augmentation(cfg, is_train=False)
@@ -295,19 +350,28 @@ class InstanceShiftConsistency(DatasetEvaluator):
             res["mask_iou"] = 100 * counts["iou"] / matched
             res["class_agreement"] = 100 * counts["same_class"] / matched
             res["unmatched"] = 100 * counts["unmatched"] / counts["instances"]
+        report(res, self.output_dir, self.dataset_name)
         return OrderedDict(shift_consistency=res)
 
 
-def build_shift_consistency_evaluator(cfg, dataset_name: str, model: Model) -> DatasetEvaluator:
-    """The shift-consistency evaluator for `dataset_name`'s task, from TEST.SHIFT_CONSISTENCY."""
+def build_shift_consistency_evaluator(
+    cfg, dataset_name: str, model: Model, output_dir=None
+) -> DatasetEvaluator:
+    """The shift-consistency evaluator for `dataset_name`'s task, from TEST.SHIFT_CONSISTENCY;
+    its results also go to `output_dir/shift_consistency.json` (default: detectron2's
+    OUTPUT_DIR/inference/<dataset>)."""
     sc = cfg.TEST.SHIFT_CONSISTENCY
+    if output_dir is None:
+        output_dir = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
     if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor" or MetadataCatalog.get(
         dataset_name
     ).evaluator_type in (
         "sem_seg",
         "cityscapes_sem_seg",
     ):
-        return SemSegShiftConsistency(model, sc.NUM_PAIRS, sc.MAX_SHIFT, sc.SEED)
+        return SemSegShiftConsistency(
+            model, sc.NUM_PAIRS, sc.MAX_SHIFT, sc.SEED, dataset_name, output_dir
+        )
     return InstanceShiftConsistency(
-        model, dataset_name, cfg, sc.SHIFTS, sc.SCORE_THRESH, sc.MATCH_IOU
+        model, dataset_name, cfg, sc.SHIFTS, sc.SCORE_THRESH, sc.MATCH_IOU, output_dir
     )

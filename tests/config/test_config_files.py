@@ -71,6 +71,8 @@ def test_config_trains_one_iteration_and_infers(config, tmp_path):
             "2",
             "DATALOADER.NUM_WORKERS",
             "0",
+            "DATASETS.CHECK_NUM_CLASSES",  # the config's model on a stand-in dataset
+            "False",
         ]
     )
     model = Trainer.build_model(cfg)

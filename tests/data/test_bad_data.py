@@ -125,7 +125,8 @@ def test_bad_evaluation_image_stops_evaluation_naming_it(tmp_path):
     (tmp_path / "images" / "b.png").write_bytes(b"\x89PNG broken")
     cfg = load_config(
         QUICK_INSTANCE,
-        ["DATASETS.TEST", "('reliability_eval_bad_image',)", "DATALOADER.NUM_WORKERS", "0"],
+        ["DATASETS.TEST", "('reliability_eval_bad_image',)", "DATALOADER.NUM_WORKERS", "0"]
+        + ["MODEL.ROI_HEADS.NUM_CLASSES", "1"],
     )
     loader = Trainer.build_test_loader(cfg, "reliability_eval_bad_image")
     with pytest.raises(BadImageError, match=r"cannot read .*images/b\.png"):

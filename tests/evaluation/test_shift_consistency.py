@@ -3,6 +3,7 @@ exactly shift-equivariant scores full agreement, one that looks at absolute
 position scores measurably less."""
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -215,7 +216,7 @@ def instance_stub(position_dependent: bool):
     return model
 
 
-def instance_consistency(dataset_name, model, shifts=(1, 2, 5, 10, 20)):
+def instance_consistency(dataset_name, model, shifts=(1, 2, 5, 10, 20), output_dir=None):
     cfg = load_config(
         os.path.join(
             ROOT, "configs/Synthetic-InstanceSegmentation/mask_rcnn_R_18_FPN_quick_pasa.yaml"
@@ -224,7 +225,9 @@ def instance_consistency(dataset_name, model, shifts=(1, 2, 5, 10, 20)):
     cfg.merge_from_list(
         ["INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "1000", "INPUT.FORMAT", "RGB"]
     )
-    evaluator = InstanceShiftConsistency(model, dataset_name, cfg, shifts=shifts)
+    evaluator = InstanceShiftConsistency(
+        model, dataset_name, cfg, shifts=shifts, output_dir=output_dir
+    )
     evaluator.reset()
     for d in DatasetCatalog.get(dataset_name):
         inp = {
@@ -258,3 +261,37 @@ def test_position_dependent_instance_model_is_measurably_less_consistent(squares
     assert res["mask_iou"] < 95
     assert res["segm_AP_spread"] > 0
     assert res["class_agreement"] == 100  # it moves masks, never changes classes
+
+
+class Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.text = ""
+
+    def emit(self, record):
+        self.text += record.getMessage() + "\n"
+
+
+def test_instance_results_are_written_as_json_and_logged_as_a_table(squares_dataset, tmp_path):
+    shift_logger, collect = logging.getLogger("pasa_det.evaluation.shift_consistency"), Collect()
+    shift_logger.addHandler(collect)
+    level = shift_logger.level
+    shift_logger.setLevel(logging.INFO)
+    try:
+        res = instance_consistency(
+            squares_dataset, instance_stub(True), shifts=(1, 5), output_dir=str(tmp_path)
+        )
+    finally:
+        shift_logger.removeHandler(collect)
+        shift_logger.setLevel(level)
+    written = json.loads((tmp_path / "shift_consistency.json").read_text())
+    assert written == pytest.approx(dict(res))
+    table = collect.text.split(f"Shift consistency on {squares_dataset}:")[1]
+    lines = table.strip().splitlines()
+    assert lines[0] == f"mask AP: unshifted {res['segm_AP_0']:.2f}"
+    assert lines[1].split() == ["shift", "px", "right", "left", "down", "up"]
+    assert lines[2].split() == ["1"] + [
+        f"{res[f'segm_AP_{d}1']:.2f}" for d in ("right", "left", "down", "up")
+    ]
+    assert lines[3].split()[0] == "5"
+    assert f"mask IoU of matched instances, %: {res['mask_iou']:.2f}" in table
