@@ -157,3 +157,18 @@ def test_evaluating_weights_without_the_filters_is_refused_unless_allowed(tmp_pa
         "MODEL.WEIGHTS_ALLOW_MISSING_FILTERS", "True",
     )  # fmt: skip
     assert allowed.returncode == 0, allowed.stderr[-2000:]
+
+
+def test_demo_refuses_class_names_of_another_dataset_and_unreachable_weights(tmp_path):
+    image = tmp_path / "a.png"  # never read: both stop before the first image
+    common = ["--config-file", QUICK_INSTANCE, "--input", str(image), "--output", str(tmp_path)]
+    coco_names = tool("demo.py", *common, "DATASETS.TEST", "('coco_2017_val',)")
+    assert coco_names.returncode == 1
+    assert last_line(coco_names).startswith(
+        "error: MODEL.ROI_HEADS.NUM_CLASSES is 3 but dataset 'coco_2017_val' has 80 classes"
+    )
+    offline = tool("demo.py", *common, "MODEL.WEIGHTS", "http://127.0.0.1:9/model.pth")
+    assert offline.returncode == 1
+    assert last_line(offline).startswith(
+        "error: MODEL.WEIGHTS http://127.0.0.1:9/model.pth cannot be downloaded"
+    )
