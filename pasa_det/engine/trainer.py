@@ -24,8 +24,8 @@ from detectron2.engine import (
     TrainerBase,
     create_ddp_model,
     default_setup,
-    hooks,
 )
+from detectron2.engine.hooks import EvalHook
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
@@ -266,7 +266,7 @@ class Trainer(DefaultTrainer):
             return super().after_train()
         self.storage.iter = self.iter
         for hook in self._hooks:
-            if not isinstance(hook, hooks.EvalHook):
+            if not isinstance(hook, EvalHook):
                 hook.after_train()
 
     # The optimizer and AMP scaler live in the step: checkpointed with it (detectron2 0.6's
