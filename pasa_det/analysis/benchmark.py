@@ -75,15 +75,21 @@ def peak_memory(fn: Callable, device="cpu"):
     return _proc_status_bytes("VmHWM") - base
 
 
-def mask_rcnn_aa_sites(batch: int, height: int, width: int, config_file: str) -> List[dict]:
+def mask_rcnn_aa_sites(
+    batch: int, height: int, width: int, config_file: str, with_fpn_top: bool = True
+) -> List[dict]:
     """Name and input shape of every PASA module in the backbone of `config_file`
     (a Mask R-CNN PASA config) for a (batch, 3, height, width) input, found by
-    running the backbone on the meta device (no compute, no memory)."""
+    running the backbone on the meta device (no compute, no memory). `with_fpn_top`
+    adds the P6 filter (MODEL.ANTIALIAS.FPN_TOP, off by default): the smallest map,
+    where fixed costs weigh most."""
     from detectron2.modeling import build_backbone
 
     from pasa_det.config import load_config
 
-    cfg = load_config(config_file, ["MODEL.DEVICE", "cpu"])
+    cfg = load_config(
+        config_file, ["MODEL.DEVICE", "cpu", "MODEL.ANTIALIAS.FPN_TOP", str(with_fpn_top)]
+    )
     backbone = build_backbone(cfg).to("meta").eval()
     sites = []
     for name, module in backbone.named_modules():
