@@ -13,10 +13,15 @@ comparison: finished runs are read, not repeated.
 """
 
 import argparse
+import sys
 
 from detectron2.utils.logger import setup_logger
 
 from pasa_det.analysis.compare import TIMING_ROUNDS, VARIANTS, compare
+from pasa_det.checkpoint import CheckpointError
+from pasa_det.config import ConfigError
+from pasa_det.data.checks import DatasetError
+from pasa_det.engine import NonFiniteLossError, TrainingInterrupted
 
 
 def main(argv=None):
@@ -51,9 +56,18 @@ def main(argv=None):
     setup_logger(args.output, name="detectron2")
     setup_logger(args.output, name="pasa_det")
     seeds = list(range(args.seeds))
-    _, table = compare(
-        args.config_file, args.output, variants, args.opts, args.timing_rounds, seeds
-    )
+    try:
+        _, table = compare(
+            args.config_file, args.output, variants, args.opts, args.timing_rounds, seeds
+        )
+    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError) as e:
+        sys.exit(f"error: {e}")
+    except TrainingInterrupted as e:
+        print(
+            f"{e.what_happened}; run the same command again to continue the comparison",
+            file=sys.stderr,
+        )
+        sys.exit(128 + e.signum)
     print(table)
     print(f"\nwritten: {args.output}/comparison.json, {args.output}/comparison.md")
 

@@ -14,7 +14,9 @@ import sys
 from detectron2.utils.logger import setup_logger
 
 from pasa_det.analysis.filter_figures import visualize_filters
-from pasa_det.config import load_config
+from pasa_det.analysis.filter_maps import UnknownSiteError
+from pasa_det.checkpoint import CheckpointError
+from pasa_det.config import ConfigError, load_config
 
 
 def main(argv=None):
@@ -40,9 +42,12 @@ def main(argv=None):
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE …")
     args = parser.parse_args(argv)
     setup_logger(name="pasa_det")
-    cfg = load_config(args.config_file, args.opts)
-    cfg.freeze()
-    result = visualize_filters(cfg, args.input, args.output, args.sites, args.alpha)
+    try:
+        cfg = load_config(args.config_file, args.opts)
+        cfg.freeze()
+        result = visualize_filters(cfg, args.input, args.output, args.sites, args.alpha)
+    except (ConfigError, CheckpointError, UnknownSiteError) as e:
+        sys.exit(f"error: {e}")
     print(
         f"wrote figures for {len(result['images'])} images and {os.path.join(args.output, 'filters.json')}"
         + (f"; skipped {len(result['skipped'])} unreadable" if result["skipped"] else "")

@@ -72,6 +72,10 @@ def upsample_to_image(
     return site_map[..., rows[:, None], cols[None, :]]
 
 
+class UnknownSiteError(ValueError):
+    """A requested site names no PASA module of the model."""
+
+
 def find_pasa_modules(
     model: nn.Module, sites: Optional[Iterable[str]] = None
 ) -> "OrderedDict[str, PASA]":
@@ -85,7 +89,9 @@ def find_pasa_modules(
     matches = {s: [n for n in found if n == s or n.endswith("." + s)] for s in sites}
     unknown = [s for s in sites if not matches[s]]
     if unknown:
-        raise ValueError(f"no PASA module named {unknown}; the model has: {list(found) or 'none'}")
+        raise UnknownSiteError(
+            f"no PASA module named {unknown}; the model has: {list(found) or 'none'}"
+        )
     return OrderedDict((n, found[n]) for n in found if any(n in m for m in matches.values()))
 
 

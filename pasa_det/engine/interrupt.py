@@ -20,10 +20,11 @@ class TrainingInterrupted(BaseException):
 
     def __init__(self, signum: int, iteration: int, checkpoint: str):
         self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
-        super().__init__(
+        self.what_happened = (
             f"{signal.Signals(signum).name} received: stopped after iteration {iteration} and saved "
-            f"{checkpoint}; continue with the same command and --resume"
+            f"{checkpoint}"
         )
+        super().__init__(f"{self.what_happened}; continue with the same command and --resume")
 
 
 class CheckpointOnSignal(HookBase):

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +12,12 @@ from pasa_det.analysis.benchmark import add_site_memory, mask_rcnn_aa_sites, sum
 from pasa_det.analysis.model_benchmark import FLOP_HANDLES, build, synthetic_inputs
 from pasa_det.analysis.tables import render
 from pasa_det.layers import PASA
-from tests.helpers.paths import ROOT
+from tests.helpers.paths import CONFIGS
+from tests.helpers.scripts import run_tool
 
-CONFIGS = Path(ROOT) / "configs"
-MASK_RCNN_PASA = str(CONFIGS / "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_pasa.yaml")
+MASK_RCNN_PASA = os.path.join(
+    CONFIGS, "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN_1x_pasa.yaml"
+)
 
 
 def test_mask_rcnn_sites_have_the_real_backbone_shapes():
@@ -58,11 +58,8 @@ def test_benchmark_pasa_tool_writes_json(tmp_path):
         "--output",
         str(out),
     ]
-    subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "benchmark_pasa.py"), *args],
-        check=True,
-        cwd=tmp_path,
-    )
+    run = run_tool("benchmark_pasa.py", *args, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(out.read_text())
     assert [r["site"] for r in result["records"]] == ["top_block.aa"]
     assert set(result["summary"]) == {"k3"}
@@ -90,7 +87,7 @@ def test_untrained_mask_rcnn_heads_do_a_fixed_amount_of_work():
     from detectron2.utils.events import EventStorage
 
     inputs = synthetic_inputs("mask_rcnn_R_50_FPN", 2, 64, 96, "cpu")
-    model = build("mask_rcnn_R_50_FPN", "pasa", "cpu", 64, 96, CONFIGS)
+    model = build("mask_rcnn_R_50_FPN", "pasa", "cpu", 64, 96, Path(CONFIGS))
     heads = model.roi_heads
     with torch.no_grad():
         outputs = model.eval()(inputs)
@@ -124,11 +121,8 @@ def test_benchmark_model_tool_writes_json(tmp_path):
         "--output",
         str(out),
     ]
-    subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "benchmark_model.py"), *args],
-        check=True,
-        cwd=tmp_path,
-    )
+    run = run_tool("benchmark_model.py", *args, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"mask_rcnn_R_50_FPN", "deeplab_v3_plus_R_103"}
     assert results["mask_rcnn_R_50_FPN"]["pasa"]["flops_vs_none"] > 1

@@ -3,6 +3,7 @@ is scored (AP, shift consistency), counted and timed, and both tables are writte
 
 import json
 import os
+import signal
 
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -11,7 +12,9 @@ from detectron2.data.datasets import load_coco_json
 from pasa_det.analysis.compare import compare
 from pasa_det.analysis.tables import render
 from pasa_det.data.synthetic_generator import CLASSES, write_instance_split
+from pasa_det.engine import TrainingInterrupted
 from tests.helpers.paths import QUICK_INSTANCE
+from tests.helpers.scripts import load_script
 
 
 def register_tiny_val(root) -> str:
@@ -83,3 +86,20 @@ def test_compare_writes_one_row_per_variant_over_seeds(tmp_path):
     assert weights.stat().st_mtime_ns == stamp
     for v in rows:
         assert again["variants"][v]["runs"] == report["variants"][v]["runs"]
+
+
+def test_tool_says_how_to_continue_an_interrupted_comparison(tmp_path, monkeypatch, capsys):
+    tool = load_script("tools/compare_antialiasing.py")
+    checkpoint = str(tmp_path / "seed0" / "pasa" / "model_0000007.pth")
+
+    def stopped(*args):
+        raise TrainingInterrupted(signal.SIGTERM, 7, checkpoint)
+
+    monkeypatch.setattr(tool, "compare", stopped)
+    with pytest.raises(SystemExit) as ended:
+        tool.main(["--config-file", QUICK_INSTANCE, "--output", str(tmp_path), "--seeds", "3"])
+    assert ended.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip() == (
+        f"SIGTERM received: stopped after iteration 7 and saved {checkpoint}; "
+        "run the same command again to continue the comparison"
+    )

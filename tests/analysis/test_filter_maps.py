@@ -4,8 +4,6 @@ their entropy and mean-filter summaries on hand-set filter banks, and a smoke ru
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from torch import nn
 
 from pasa_det.analysis.filter_maps import (
     FilterRecorder,
+    UnknownSiteError,
     find_pasa_modules,
     normalized_entropy,
     renormalize_groups,
@@ -23,7 +22,8 @@ from pasa_det.analysis.filter_maps import (
     upsample_to_image,
 )
 from pasa_det.layers.pasa import PASA
-from tests.helpers.paths import QUICK_INSTANCE, ROOT
+from tests.helpers.paths import QUICK_INSTANCE
+from tests.helpers.scripts import run_tool
 
 
 def record(pasa: PASA, x: torch.Tensor):
@@ -150,7 +150,7 @@ def test_sites_by_name_or_name_end():
         "stem.aa",
         "res3.shortcut_aa",
     ]
-    with pytest.raises(ValueError, match=r"no PASA module named \['res4.aa'\].*'stem.aa'"):
+    with pytest.raises(UnknownSiteError, match=r"no PASA module named \['res4.aa'\].*'stem.aa'"):
         find_pasa_modules(model, ["res4.aa", "stem.aa"])
 
 
@@ -160,24 +160,18 @@ def test_tool_writes_figures_and_json(tmp_path):
         image
     )
     sites = ["backbone.bottom_up.stem.aa", "backbone.bottom_up.res5.0.aa"]
-    run = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tools", "visualize_filters.py"),
-            "--config-file",
-            QUICK_INSTANCE,
-            "--input",
-            str(image),
-            "--output",
-            str(tmp_path / "out"),
-            "--sites",
-            "res5.0.aa,stem.aa",
-            "MODEL.WEIGHTS",
-            "",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    run = run_tool(
+        "visualize_filters.py",
+        "--config-file",
+        QUICK_INSTANCE,
+        "--input",
+        image,
+        "--output",
+        tmp_path / "out",
+        "--sites",
+        "res5.0.aa,stem.aa",
+        "MODEL.WEIGHTS",
+        "",
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
@@ -203,3 +197,31 @@ def test_tool_writes_figures_and_json(tmp_path):
         np.array(stem["mean_filter_per_group"]).sum(axis=(1, 2)), 1.0, atol=1e-4
     )
     assert list(entry["sites"]) == list(result["sites"]) == sites  # in the order they ran
+    # Untrained, INIT lpf: every group of every site filters with the 3×3 binomial.
+    binomial = np.outer([1, 2, 1], [1, 2, 1]) / 16
+    for site in (stem, res5):
+        np.testing.assert_allclose(site["mean_filter_per_group"], [binomial] * 8, atol=1e-5)
+        np.testing.assert_allclose(site["mean_entropy_per_group"], 0.946, atol=5e-4)
+
+
+def test_tool_names_an_unknown_site_in_one_line(tmp_path):
+    image = tmp_path / "img.png"
+    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(image)
+    run = run_tool(
+        "visualize_filters.py",
+        "--config-file",
+        QUICK_INSTANCE,
+        "--input",
+        image,
+        "--output",
+        tmp_path / "out",
+        "--sites",
+        "res6.aa",
+        "MODEL.WEIGHTS",
+        "",
+        timeout=300,
+    )
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no PASA module named ['res6.aa']; the model has: ")
+    assert "backbone.bottom_up.stem.aa" in last and "Traceback" not in run.stderr

@@ -3,21 +3,16 @@ changed file makes `tools/render_docs.py --check` fail until the docs are re-ren
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from pasa_det.analysis.tables import BLOCK, render_document
-from tests.helpers.paths import ROOT, TOOLS
+from tests.helpers.paths import ROOT
+from tests.helpers.scripts import run_tool
 
 
 def test_committed_docs_match_their_result_files():
-    run = subprocess.run(
-        [sys.executable, os.path.join(TOOLS, "render_docs.py"), "--check"],
-        capture_output=True,
-        text=True,
-    )
+    run = run_tool("render_docs.py", "--check", timeout=120)
     assert run.returncode == 0, run.stderr
 
 

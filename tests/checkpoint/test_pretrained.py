@@ -2,8 +2,6 @@
 
 import os
 import pickle
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -27,6 +25,7 @@ from pasa_det.layers import PASA, binomial_kernel
 from pasa_det.modeling import build_resnet_pasa_backbone
 from tests.helpers.paths import CONFIGS, ROOT
 from tests.helpers.reference_pasa import PublishedPASA, randomize_norms_
+from tests.helpers.scripts import run_tool
 
 TORCHVISION_WEIGHTS_BASE = os.path.join(ROOT, "configs", "Base-RCNN-FPN-Torchvision-Weights.yaml")
 
@@ -157,17 +156,8 @@ def test_authors_pasa_resnet50_converts_and_matches(tmp_path):
     source = tmp_path / "resnet50_k3_pasa_group8_softmax.pth"
     save_as_authors(model, source)
     output = tmp_path / "R-50-pasa.pkl"
-    run = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tools", "convert_pretrained.py"),
-            str(source),
-            str(output),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    run = run_tool("convert_pretrained.py", source, output)
+    assert run.returncode == 0, run.stderr[-2000:]
     assert "maxpool.1.conv.weight -> stem.aa.conv.weight" in run.stdout
     assert "layer2.0.conv3.0.bn.running_var -> res3.0.aa.norm.running_var" in run.stdout
     assert "layer2.0.downsample.1.weight -> res3.0.shortcut.weight" in run.stdout
@@ -263,16 +253,7 @@ def test_unreadable_and_mismatched_files_are_named(tmp_path):
 def test_cli_reports_errors_without_traceback(tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("not a checkpoint")
-    run = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tools", "convert_pretrained.py"),
-            str(bad),
-            str(tmp_path / "out.pkl"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    run = run_tool("convert_pretrained.py", bad, tmp_path / "out.pkl")
     assert run.returncode != 0
     assert "notes.txt" in run.stderr and "Traceback" not in run.stderr
 

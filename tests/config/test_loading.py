@@ -1,14 +1,11 @@
 """Bad configs end in a ConfigError naming the file or override, the key, and a fix.
 (Build-time MODEL.ANTIALIAS checks, e.g. GROUP not dividing a stage: modeling/test_backbones.py.)"""
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from pasa_det.config import ConfigError, load_config
-from tests.helpers.paths import QUICK_INSTANCE, ROOT
+from tests.helpers.paths import QUICK_INSTANCE
+from tests.helpers.scripts import run_tool
 
 
 def write_config(path, body):
@@ -74,18 +71,12 @@ def test_missing_base_names_it_and_the_config_that_referenced_it(tmp_path):
 
 
 def test_train_net_reports_a_config_error_in_one_line(tmp_path):
-    run = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tools", "train_net.py"),
-            "--config-file",
-            QUICK_INSTANCE,
-            "MODEL.ANTIALIAS.GRUOP",
-            "4",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    run = run_tool(
+        "train_net.py",
+        "--config-file",
+        QUICK_INSTANCE,
+        "MODEL.ANTIALIAS.GRUOP",
+        "4",
         timeout=300,
     )
     assert run.returncode == 1

@@ -1,21 +1,15 @@
 """dev/build_detectron2.py: where it cannot reach detectron2's official source, the
 attempt costs seconds, and a changed local source is rebuilt."""
 
-import importlib.util
 import os
 import socket
 import time
 
-from tests.helpers.paths import ROOT
+from tests.helpers.scripts import load_script
 
 
 def build_script():
-    spec = importlib.util.spec_from_file_location(
-        "build_detectron2", os.path.join(ROOT, "dev", "build_detectron2.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("dev/build_detectron2.py")
 
 
 def test_an_unreachable_source_is_given_up_within_the_timeout():

@@ -13,6 +13,7 @@ from detectron2.engine import HookBase
 
 from pasa_det.engine import NonFiniteLossError, TrainingInterrupted
 from tests.helpers.paths import QUICK_INSTANCE, ROOT
+from tests.helpers.scripts import run_tool
 from tests.helpers.tiny_training import TINY, trainer
 
 
@@ -130,28 +131,21 @@ def test_divergence_at_the_last_iteration_is_not_evaluated(tmp_path):
 
 
 def test_train_net_explains_a_divergence_in_one_line(tmp_path):
-    run = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tools", "train_net.py"),
-            "--config-file",
-            QUICK_INSTANCE,
-            *TINY,
-            "SOLVER.BASE_LR",
-            "1e12",
-            "SOLVER.WARMUP_ITERS",
-            "0",
-            "SOLVER.CLIP_GRADIENTS.ENABLED",
-            "False",
-            "SOLVER.MAX_ITER",
-            "20",
-            "OUTPUT_DIR",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    run = run_tool(
+        "train_net.py",
+        "--config-file",
+        QUICK_INSTANCE,
+        *TINY,
+        "SOLVER.BASE_LR",
+        "1e12",
+        "SOLVER.WARMUP_ITERS",
+        "0",
+        "SOLVER.CLIP_GRADIENTS.ENABLED",
+        "False",
+        "SOLVER.MAX_ITER",
+        "20",
+        "OUTPUT_DIR",
+        tmp_path,
     )
     assert run.returncode == 1
     last = run.stderr.strip().splitlines()[-1]

@@ -1,14 +1,13 @@
 """tools/demo.py: streams files, globs and folders; names unreadable images instead of crashing."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
 
 from pasa_det.engine.demo import iter_image_paths
-from tests.helpers.paths import QUICK_INSTANCE, ROOT
+from tests.helpers.paths import QUICK_INSTANCE
+from tests.helpers.scripts import run_tool
 
 
 def test_iter_image_paths_expands_dirs_and_globs(tmp_path):
@@ -32,24 +31,18 @@ def test_demo_draws_images_and_names_unreadable_ones(tmp_path):
             images / f"img{i}.png"
         )
     (images / "broken.png").write_bytes(b"not an image")
-    run = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tools", "demo.py"),
-            "--config-file",
-            QUICK_INSTANCE,
-            "--input",
-            str(images),
-            "--output",
-            str(tmp_path / "out"),
-            "--confidence-threshold",
-            "0.0",
-            "MODEL.WEIGHTS",
-            "",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    run = run_tool(
+        "demo.py",
+        "--config-file",
+        QUICK_INSTANCE,
+        "--input",
+        images,
+        "--output",
+        tmp_path / "out",
+        "--confidence-threshold",
+        "0.0",
+        "MODEL.WEIGHTS",
+        "",
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]

@@ -3,12 +3,11 @@ data"), and the failures a new user meets there, each one line that says what to
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.helpers.paths import QUICK_INSTANCE, QUICK_SEMANTIC, ROOT, TOOLS
+from tests.helpers.paths import QUICK_INSTANCE, QUICK_SEMANTIC
+from tests.helpers.scripts import run_tool
 from tests.helpers.user_dataset import write_user_dataset
 
 # fmt: off
@@ -18,16 +17,6 @@ TINY = [
     "INPUT.MAX_SIZE_TEST", "96", "TEST.DETECTIONS_PER_IMAGE", "5",
 ]
 # fmt: on
-
-
-def tool(name, *args, timeout=600):
-    return subprocess.run(
-        [sys.executable, os.path.join(TOOLS, name), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +35,7 @@ def own_data(user_data, output, *extra):
 
 
 def test_own_coco_data_trains_evaluates_and_demos_from_the_command_line(user_data, tmp_path):
-    run = tool(
+    run = run_tool(
         "train_net.py", "--config-file", QUICK_INSTANCE,
         *own_data(user_data, tmp_path, "SOLVER.MAX_ITER", "2"),
     )  # fmt: skip
@@ -54,7 +43,7 @@ def test_own_coco_data_trains_evaluates_and_demos_from_the_command_line(user_dat
     log = (tmp_path / "log.txt").read_text()
     per_category = log.split("Per-category segm AP")[1]
     assert re.search(r"\| square +\| [\d.]+ +\| triangle +\| [\d.]+ +\| disc ", per_category)
-    demo = tool(
+    demo = run_tool(
         "demo.py", "--config-file", QUICK_INSTANCE, "--input", user_data["images"],
         "--output", str(tmp_path / "demo"),
         # overrides after --input are overrides, not files
@@ -67,7 +56,7 @@ def test_own_coco_data_trains_evaluates_and_demos_from_the_command_line(user_dat
 
 @pytest.mark.slow
 def test_own_coco_data_with_two_cpu_processes(user_data, tmp_path):
-    run = tool(
+    run = run_tool(
         "train_net.py", "--num-gpus", "2", "--config-file", QUICK_INSTANCE,
         *own_data(user_data, tmp_path, "SOLVER.MAX_ITER", "2"),
     )  # fmt: skip
@@ -82,7 +71,7 @@ def test_own_cityscapes_layout_data_trains_and_evaluates(tmp_path):
     image_dir = tmp_path / "city" / "leftImg8bit" / "train"
     gt_dir = tmp_path / "city" / "gtFine" / "train"
     register = f"[('city_sem', '{image_dir}', '{gt_dir}', 'semantic')]"
-    run = tool(
+    run = run_tool(
         "train_net.py", "--config-file", QUICK_SEMANTIC,
         "DATASETS.REGISTER_CITYSCAPES", register, "DATASETS.TRAIN", "('city_sem',)",
         "DATASETS.TEST", "('city_sem',)", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "19",
@@ -97,7 +86,7 @@ def last_line(run):
 
 
 def test_an_unregistered_dataset_is_named_with_close_names_before_the_model_is_built(tmp_path):
-    run = tool(
+    run = run_tool(
         "train_net.py", "--config-file", QUICK_INSTANCE,
         "DATASETS.TRAIN", "('synthetic_instance_train',)", "OUTPUT_DIR", str(tmp_path),
     )  # fmt: skip
@@ -112,7 +101,7 @@ def test_an_unregistered_dataset_is_named_with_close_names_before_the_model_is_b
 
 def test_num_classes_that_differ_from_the_data_stop_or_are_allowed(user_data, tmp_path):
     wrong = own_data(user_data, tmp_path / "a", "MODEL.ROI_HEADS.NUM_CLASSES", "2")
-    run = tool("train_net.py", "--config-file", QUICK_INSTANCE, *wrong, "SOLVER.MAX_ITER", "1")
+    run = run_tool("train_net.py", "--config-file", QUICK_INSTANCE, *wrong, "SOLVER.MAX_ITER", "1")
     assert run.returncode == 1
     assert last_line(run) == (
         "error: MODEL.ROI_HEADS.NUM_CLASSES is 2 but dataset 'mine' has 3 classes (square, "
@@ -123,11 +112,11 @@ def test_num_classes_that_differ_from_the_data_stop_or_are_allowed(user_data, tm
         user_data, tmp_path / "b", "MODEL.ROI_HEADS.NUM_CLASSES", "2",
         "DATASETS.CHECK_NUM_CLASSES", "False", "DATASETS.TEST", "()", "SOLVER.MAX_ITER", "1",
     )  # fmt: skip
-    assert tool("train_net.py", "--config-file", QUICK_INSTANCE, *allowed).returncode == 0
+    assert run_tool("train_net.py", "--config-file", QUICK_INSTANCE, *allowed).returncode == 0
 
 
 def test_unreachable_weights_name_the_key_and_the_offline_fix(tmp_path):
-    run = tool(
+    run = run_tool(
         "train_net.py", "--config-file", QUICK_INSTANCE,
         "MODEL.WEIGHTS", "http://127.0.0.1:9/R-50.pkl", "OUTPUT_DIR", str(tmp_path), *TINY,
     )  # fmt: skip
@@ -141,18 +130,18 @@ def test_unreachable_weights_name_the_key_and_the_offline_fix(tmp_path):
 def test_evaluating_weights_without_the_filters_is_refused_unless_allowed(tmp_path):
     trained = tmp_path / "none"
     args = [*TINY, "DATASETS.TEST", "()", "SOLVER.MAX_ITER", "1"]
-    none = tool(
+    none = run_tool(
         "train_net.py", "--config-file", QUICK_INSTANCE,
         "MODEL.ANTIALIAS.TYPE", "none", "OUTPUT_DIR", str(trained), *args,
     )  # fmt: skip
     assert none.returncode == 0, none.stderr[-2000:]
     weights = str(trained / "model_final.pth")
     evaluate = ["--eval-only", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", str(tmp_path / "eval")]
-    run = tool("train_net.py", "--config-file", QUICK_INSTANCE, *evaluate, *TINY)
+    run = run_tool("train_net.py", "--config-file", QUICK_INSTANCE, *evaluate, *TINY)
     assert run.returncode == 1
     assert last_line(run).startswith("error: the checkpoint holds no weights for ")
     assert "MODEL.WEIGHTS_ALLOW_MISSING_FILTERS True" in last_line(run)
-    allowed = tool(
+    allowed = run_tool(
         "train_net.py", "--config-file", QUICK_INSTANCE, *evaluate, *TINY,
         "MODEL.WEIGHTS_ALLOW_MISSING_FILTERS", "True",
     )  # fmt: skip
@@ -162,12 +151,12 @@ def test_evaluating_weights_without_the_filters_is_refused_unless_allowed(tmp_pa
 def test_demo_refuses_class_names_of_another_dataset_and_unreachable_weights(tmp_path):
     image = tmp_path / "a.png"  # never read: both stop before the first image
     common = ["--config-file", QUICK_INSTANCE, "--input", str(image), "--output", str(tmp_path)]
-    coco_names = tool("demo.py", *common, "DATASETS.TEST", "('coco_2017_val',)")
+    coco_names = run_tool("demo.py", *common, "DATASETS.TEST", "('coco_2017_val',)")
     assert coco_names.returncode == 1
     assert last_line(coco_names).startswith(
         "error: MODEL.ROI_HEADS.NUM_CLASSES is 3 but dataset 'coco_2017_val' has 80 classes"
     )
-    offline = tool("demo.py", *common, "MODEL.WEIGHTS", "http://127.0.0.1:9/model.pth")
+    offline = run_tool("demo.py", *common, "MODEL.WEIGHTS", "http://127.0.0.1:9/model.pth")
     assert offline.returncode == 1
     assert last_line(offline).startswith(
         "error: MODEL.WEIGHTS http://127.0.0.1:9/model.pth cannot be downloaded"

@@ -3,11 +3,9 @@ run's environment (what the docs' quickstart table is rendered from) and draws p
 
 import json
 import os
-import subprocess
-import sys
 
 from pasa_det.analysis.tables import render
-from tests.helpers.paths import ROOT, TOOLS
+from tests.helpers.scripts import run_tool
 
 
 def test_quickstart_writes_metrics_and_pictures(tmp_path):
@@ -19,13 +17,7 @@ def test_quickstart_writes_metrics_and_pictures(tmp_path):
         "TEST.DETECTIONS_PER_IMAGE", "5", "OUTPUT_DIR", str(tmp_path),
     ]
     # fmt: on
-    run = subprocess.run(
-        [sys.executable, os.path.join(TOOLS, "quickstart.py"), *tiny],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = run_tool("quickstart.py", *tiny)
     assert run.returncode == 0, run.stderr[-3000:]
     metrics_path = tmp_path / "metrics_final.json"
     report = json.loads(metrics_path.read_text())
@@ -39,13 +31,7 @@ def test_quickstart_writes_metrics_and_pictures(tmp_path):
 
 
 def test_quickstart_reports_a_bad_override_in_one_line():
-    run = subprocess.run(
-        [sys.executable, os.path.join(TOOLS, "quickstart.py"), "SOLVER.MAX_ITERS", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_tool("quickstart.py", "SOLVER.MAX_ITERS", "2", timeout=300)
     assert run.returncode == 1
     assert run.stderr.strip().splitlines()[-1] == (
         "error: command-line overrides: unknown config key SOLVER.MAX_ITERS; "

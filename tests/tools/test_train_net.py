@@ -12,24 +12,13 @@ import pytest
 import torch
 
 from tests.helpers.paths import QUICK_INSTANCE, ROOT
+from tests.helpers.scripts import run_tool
 
 SMALL = ["SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.WARMUP_ITERS", "2"]
 
 
 def train_net(*args, check=True):
-    run = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tools", "train_net.py"),
-            "--config-file",
-            QUICK_INSTANCE,
-            *args,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = run_tool("train_net.py", "--config-file", QUICK_INSTANCE, *args)
     if check and run.returncode != 0:
         raise AssertionError(f"train_net failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
     return run
@@ -229,17 +218,7 @@ def test_torchrun_starts_a_gloo_job_without_gpus(tmp_path):
 
 
 def test_missing_config_file_is_a_clear_error():
-    run = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tools", "train_net.py"),
-            "--config-file",
-            "configs/nope.yaml",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    run = run_tool("train_net.py", "--config-file", "configs/nope.yaml", timeout=300)
     assert run.returncode != 0
     assert re.search(r"nope\.yaml", run.stderr)
 
