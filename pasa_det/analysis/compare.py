@@ -144,6 +144,51 @@ def summarize(runs: Dict[str, Dict]) -> Dict[str, Dict]:
     return {metric: mean_and_std([s[metric] for s in per_seed]) for metric in per_seed[0]}
 
 
+def paired_differences(variants: Dict[str, Dict]) -> Dict[str, Dict[str, Dict]]:
+    """For every pair of variants ("pasa − none", in the variants' order), per metric: the
+    differences between runs that share a seed, their mean and std, and the values per seed.
+    Seed-to-seed variation common to both variants cancels in these differences."""
+    names = list(variants)
+    out = {}
+    for i, base in enumerate(names):
+        for other in names[i + 1 :]:
+            seeds = [s for s in variants[other]["runs"] if s in variants[base]["runs"]]
+            pairs = [
+                (
+                    scores(variants[other]["runs"][s]["metrics"]),
+                    scores(variants[base]["runs"][s]["metrics"]),
+                )
+                for s in seeds
+            ]
+            diffs = {
+                metric: [
+                    a[metric] - b[metric] for a, b in pairs if None not in (a[metric], b[metric])
+                ]
+                for metric in (pairs[0][0] if pairs else {})
+            }
+            out[f"{other} − {base}"] = {
+                metric: {**mean_and_std(values), "per_seed": values}
+                for metric, values in diffs.items()
+            }
+    return out
+
+
+def differences_table(variants: Dict[str, Dict]) -> str:
+    """Rows of metrics, a column per pair of variants: the mean ± std of the per-seed
+    differences, then the differences seed by seed."""
+    pairs = paired_differences(variants)
+    names = list(pairs)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for metric in pairs[names[0]]:
+        cells = []
+        for pair in names:
+            stat = pairs[pair][metric]
+            seeds = ", ".join(f"{v:+.2f}" for v in stat["per_seed"])
+            cells.append(f"{_cell(stat)} ({seeds})" if stat["n"] else "")
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _cell(stat: Dict) -> str:
     if stat["mean"] is None:
         return ""

@@ -13,6 +13,7 @@ import os
 import re
 from typing import Callable, Dict
 
+from .compare import differences_table
 from .compare import markdown_table as comparison_table
 
 BLOCK = re.compile(
@@ -103,6 +104,11 @@ def comparison(data: dict) -> str:
     return comparison_table(data["variants"])
 
 
+def comparison_differences(data: dict) -> str:
+    """The same comparison as paired differences between variants, seed by seed."""
+    return differences_table(data["variants"])
+
+
 def quickstart(*runs: dict) -> str:
     """The quickstart's AP after its training run (`tools/quickstart.py`), one row per run;
     equal weight hashes mean the runs trained bit-identical models."""
@@ -134,6 +140,7 @@ KINDS: Dict[str, Callable[[dict], str]] = {
     "pasa_largest_site": pasa_largest_site,
     "model_benchmark": model_benchmark,
     "comparison": comparison,
+    "comparison_differences": comparison_differences,
     "quickstart": quickstart,
     "transcribed": transcribed,
 }

@@ -9,7 +9,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from pasa_det.analysis.compare import compare
+from pasa_det.analysis.compare import compare, differences_table, paired_differences
 from pasa_det.analysis.tables import render
 from pasa_det.data.synthetic_generator import CLASSES, write_instance_split
 from pasa_det.engine import TrainingInterrupted
@@ -79,6 +79,8 @@ def test_compare_writes_one_row_per_variant_over_seeds(tmp_path):
         table in markdown
         and table == render("comparison", str(out / "comparison.json"))[: len(table)]
     )
+    differences = render("comparison_differences", str(out / "comparison.json")).splitlines()
+    assert differences[0] == "| metric | lpf − none | pasa − none | pasa − lpf |"
     # Run again: every run is read from its folder, none retrained.
     weights = out / "seed1" / "pasa" / "model_final.pth"
     stamp = weights.stat().st_mtime_ns
@@ -103,3 +105,38 @@ def test_tool_says_how_to_continue_an_interrupted_comparison(tmp_path, monkeypat
         f"SIGTERM received: stopped after iteration 7 and saved {checkpoint}; "
         "run the same command again to continue the comparison"
     )
+
+
+def semantic_run(miou, consistency):
+    return {
+        "metrics": {"sem_seg": {"mIoU": miou}, "shift_consistency": {"consistency": consistency}}
+    }
+
+
+def test_paired_differences_cancel_what_seeds_share():
+    variants = {
+        "none": {"runs": {"0": semantic_run(40.0, 90.0), "1": semantic_run(50.0, 92.0)}},
+        "pasa": {"runs": {"0": semantic_run(41.0, 91.0), "1": semantic_run(51.5, 93.0)}},
+    }
+    diff = paired_differences(variants)["pasa − none"]
+    # Unpaired, the seeds' 10-point spread would swamp a 1.25-point gain; paired, it cancels.
+    assert diff["mIoU"]["per_seed"] == [1.0, 1.5]
+    assert diff["mIoU"]["mean"] == pytest.approx(1.25)
+    assert diff["mIoU"]["std"] == pytest.approx(0.5 / 2**0.5)
+    assert diff["consistency"] == {"mean": 1.0, "std": 0.0, "n": 2, "per_seed": [1.0, 1.0]}
+    table = differences_table(variants).splitlines()
+    assert table[0] == "| metric | pasa − none |"
+    assert table[2] == "| mIoU | 1.25 ± 0.35 (+1.00, +1.50) |"
+
+
+def test_paired_differences_use_only_seeds_both_variants_ran():
+    variants = {
+        "none": {"runs": {"0": semantic_run(40.0, 90.0), "1": semantic_run(50.0, 92.0)}},
+        "lpf": {"runs": {"1": semantic_run(49.0, 93.0)}},
+    }
+    assert paired_differences(variants)["lpf − none"]["mIoU"] == {
+        "mean": -1.0,
+        "std": None,
+        "n": 1,
+        "per_seed": [-1.0],
+    }
