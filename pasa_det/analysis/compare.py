@@ -15,7 +15,7 @@ import torch
 from detectron2.utils.env import seed_all_rng
 
 from pasa_det.analysis.environment import describe_run
-from pasa_det.analysis.model_benchmark import count_flops, time_inference_and_training
+from pasa_det.analysis.model_benchmark import count_backbone_flops, time_inference_and_training
 from pasa_det.checkpoint import SafeCheckpointer
 from pasa_det.config import ANTIALIAS_TYPES, load_config
 from pasa_det.engine.trainer import Trainer
@@ -24,7 +24,7 @@ from pasa_det.evaluation import json_ready
 logger = logging.getLogger(__name__)
 VARIANTS = ANTIALIAS_TYPES
 TIMING_ROUNDS = 10
-RATIO_METRICS = ("GFLOPs / image", "train s / iter", "inference s / image")
+RATIO_METRICS = ("backbone GFLOPs / image", "train s / iter", "inference s / image")
 RESULT_FILE = "result.json"  # in a run's OUTPUT_DIR once it has been trained and scored
 
 
@@ -79,9 +79,10 @@ def run_variant(cfg):
 
 
 def measure_models(cfgs: Dict, models: Dict, rounds: int = TIMING_ROUNDS) -> Dict[str, Dict]:
-    """Parameters, FLOPs per test image, and inference / training-step times of the
-    trained variants, timed interleaved (one run of each per round, medians) on the
-    same real test image and training batch, so that other load hits all alike."""
+    """Parameters, the backbone's FLOPs per test image, and inference / training-step
+    times of the trained variants, timed interleaved (one run of each per round, medians)
+    on the same real test image and training batch, so that other load hits all alike.
+    Inference times include the heads, whose work grows with the detections a model makes."""
     cfg = next(iter(cfgs.values()))
     test_inputs = next(iter(Trainer.build_test_loader(cfg, cfg.DATASETS.TEST[0])))
     train_batch = next(iter(Trainer.build_train_loader(cfg)))
@@ -92,7 +93,7 @@ def measure_models(cfgs: Dict, models: Dict, rounds: int = TIMING_ROUNDS) -> Dic
     return {
         v: {
             "params_M": sum(p.numel() for p in m.parameters()) / 1e6,
-            "gflops_per_image": count_flops(m, test_inputs)["flops"] / 1e9,
+            "backbone_gflops_per_image": count_backbone_flops(m, test_inputs) / 1e9,
             "infer_s_per_image": infer_s[v],
             "train_s_per_iter": train_s[v],
         }
@@ -123,7 +124,7 @@ def scores(metrics: Dict) -> Dict[str, Optional[float]]:
 def cost(measured: Dict) -> Dict[str, float]:
     return {
         "params (M)": measured["params_M"],
-        "GFLOPs / image": measured["gflops_per_image"],
+        "backbone GFLOPs / image": measured["backbone_gflops_per_image"],
         "train s / iter": measured["train_s_per_iter"],
         "inference s / image": measured["infer_s_per_image"],
     }

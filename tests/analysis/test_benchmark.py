@@ -9,10 +9,16 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 
 from pasa_det.analysis.benchmark import add_site_memory, mask_rcnn_aa_sites, summarize, time_site
-from pasa_det.analysis.model_benchmark import FLOP_HANDLES, build, synthetic_inputs
+from pasa_det.analysis.model_benchmark import (
+    FLOP_HANDLES,
+    build,
+    count_backbone_flops,
+    synthetic_inputs,
+)
 from pasa_det.analysis.tables import render
+from pasa_det.config import load_config
 from pasa_det.layers import PASA
-from tests.helpers.paths import CONFIGS
+from tests.helpers.paths import CONFIGS, QUICK_INSTANCE
 from tests.helpers.scripts import run_tool
 
 MASK_RCNN_PASA = os.path.join(
@@ -79,6 +85,21 @@ def test_flop_handles_count_pasa_weighted_sum_and_softmax():
     conv, weighted_sum, softmax = 72 * 16 * 9 * 16, 16 * 16 * 9, 72 * 16
     assert analysis.total() == conv + weighted_sum + softmax
     assert not analysis.unsupported_ops()
+
+
+def test_backbone_flops_count_the_filters_and_ignore_the_heads():
+    from detectron2.modeling import build_model
+
+    inputs = [{"image": torch.randint(0, 255, (3, 160, 160), dtype=torch.uint8)}]
+
+    def flops(aa_type, *opts):
+        cfg = load_config(QUICK_INSTANCE, ["MODEL.ANTIALIAS.TYPE", aa_type, *opts])
+        return count_backbone_flops(build_model(cfg), inputs)
+
+    none, lpf, pasa = flops("none"), flops("lpf"), flops("pasa")
+    # LPF adds a 3×3 depthwise filter per site; PASA adds its logit convolutions on top.
+    assert none < lpf < pasa
+    assert flops("pasa", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0") == pasa
 
 
 def test_untrained_mask_rcnn_heads_do_a_fixed_amount_of_work():

@@ -69,7 +69,7 @@ def test_compare_writes_one_row_per_variant_over_seeds(tmp_path):
         assert mask_ap["n"] == 2 and mask_ap["mean"] == pytest.approx(sum(aps) / 2)
         assert mask_ap["std"] == pytest.approx(abs(aps[0] - aps[1]) / 2**0.5)
         measured = row["measured"]
-        assert measured["gflops_per_image"] > 0 and measured["infer_s_per_image"] > 0
+        assert measured["backbone_gflops_per_image"] > 0 and measured["infer_s_per_image"] > 0
     # LPF adds no parameters (a fixed filter); PASA adds its filter-logit convs and norms.
     params = {v: rows[v]["measured"]["params_M"] for v in rows}
     assert params["lpf"] == params["none"] < params["pasa"]
