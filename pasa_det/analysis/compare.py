@@ -62,12 +62,14 @@ def run_variant(cfg):
         SafeCheckpointer(model).load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
         with open(result_path) as f:
             return json.load(f), model
+    environment = describe_run(cfg.MODEL.DEVICE)
     seed_all_rng(cfg.SEED)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=True)
     start = time.perf_counter()
     trainer.train()
     row = {
+        "environment": environment,  # of the invocation that finished the run
         "metrics": json_ready(
             {task: dict(values) for task, values in trainer._last_eval_results.items()}
         ),
@@ -185,7 +187,8 @@ def differences_table(variants: Dict[str, Dict]) -> str:
         for pair in names:
             stat = pairs[pair][metric]
             seeds = ", ".join(f"{v:+.2f}" for v in stat["per_seed"])
-            cells.append(f"{_cell(stat)} ({seeds})" if stat["n"] else "")
+            spread = "" if stat["std"] is None else f" ± {stat['std']:.2f}"
+            cells.append(f"{stat['mean']:+.2f}{spread} ({seeds})" if stat["n"] else "")
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -198,14 +201,17 @@ def _cell(stat: Dict) -> str:
     return f"{stat['mean']:.2f} ± {stat['std']:.2f}"
 
 
-def markdown_table(variants: Dict[str, Dict]) -> str:
+def markdown_table(variants: Dict[str, Dict], with_costs: bool = True) -> str:
     """Rows of metrics, a column per variant: accuracy and consistency as mean ± std over
-    seeds, then size, FLOPs and times of the first seed's models (× none where present)."""
+    seeds, then (`with_costs`) size, FLOPs and times of the first seed's models (× none
+    where present)."""
     names = list(variants)
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for metric in variants[names[0]]["summary"]:
         cells = [_cell(variants[v]["summary"][metric]) for v in names]
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    if not with_costs:
+        return "\n".join(lines)
     costs = {v: cost(variants[v]["measured"]) for v in names}
     for metric in costs[names[0]]:
         lines.append(f"| {metric} | " + " | ".join(f"{costs[v][metric]:.2f}" for v in names) + " |")

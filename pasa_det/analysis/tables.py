@@ -104,6 +104,11 @@ def comparison(data: dict) -> str:
     return comparison_table(data["variants"])
 
 
+def comparison_scores(data: dict) -> str:
+    """The comparison's accuracy and shift-consistency rows alone (mean ± std over seeds)."""
+    return comparison_table(data["variants"], with_costs=False)
+
+
 def comparison_differences(data: dict) -> str:
     """The same comparison as paired differences between variants, seed by seed."""
     return differences_table(data["variants"])
@@ -140,6 +145,7 @@ KINDS: Dict[str, Callable[[dict], str]] = {
     "pasa_largest_site": pasa_largest_site,
     "model_benchmark": model_benchmark,
     "comparison": comparison,
+    "comparison_scores": comparison_scores,
     "comparison_differences": comparison_differences,
     "quickstart": quickstart,
     "transcribed": transcribed,

@@ -72,11 +72,18 @@ class TrainingStep(SimpleTrainer):
       change (detectron2 checks the main process only, after backward, leaving the
       others waiting); `on_non_finite(terms)` is called first;
     - batches come from its own iterator, made at the first step, so a resumable
-      loader positioned after construction starts where it should.
+      loader positioned after construction starts where it should;
+    - with a `seed`, the global RNGs are seeded from (seed, iteration, rank) before each
+      forward pass: the model's own draws (RPN and ROI sampling) then do not depend on
+      what ran before, which a checkpoint does not record, so a resumed run draws as an
+      uninterrupted one would, with or without data-loader workers.
     """
 
-    def __init__(self, model, data_loader, optimizer, precision=None, on_non_finite=None):
+    def __init__(
+        self, model, data_loader, optimizer, precision=None, on_non_finite=None, seed=None
+    ):
         super().__init__(model, data_loader, optimizer)
+        self.seed = seed
         self.device_type = next(model.parameters()).device.type
         self.dtype = getattr(torch, precision) if precision else None
         self.grad_scaler = torch.amp.GradScaler(
@@ -92,6 +99,8 @@ class TrainingStep(SimpleTrainer):
         start = time.perf_counter()
         data = next(self._batches)
         data_time = time.perf_counter() - start
+        if self.seed is not None:
+            seed_all_rng(derive_seed(self.seed, self.iter, comm.get_rank()))
         with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
             try:
                 loss_dict = self.model(data)
@@ -231,6 +240,7 @@ class Trainer(DefaultTrainer):
             optimizer,
             precision=cfg.SOLVER.AMP.PRECISION if cfg.SOLVER.AMP.ENABLED else None,
             on_non_finite=self._stop_on_non_finite,
+            seed=cfg.SEED if cfg.SEED >= 0 else None,
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SafeCheckpointer.from_config(

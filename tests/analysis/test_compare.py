@@ -64,6 +64,7 @@ def test_compare_writes_one_row_per_variant_over_seeds(tmp_path):
         for run in row["runs"].values():
             assert {"bbox", "segm", "shift_consistency"} <= set(run["metrics"])
             assert "segm_AP_right1" in run["metrics"]["shift_consistency"]
+            assert run["environment"]["command"] == report["environment"]["command"]
         aps = [run["metrics"]["segm"]["AP"] for run in row["runs"].values()]
         mask_ap = row["summary"]["mask AP"]
         assert mask_ap["n"] == 2 and mask_ap["mean"] == pytest.approx(sum(aps) / 2)
@@ -79,6 +80,8 @@ def test_compare_writes_one_row_per_variant_over_seeds(tmp_path):
         table in markdown
         and table == render("comparison", str(out / "comparison.json"))[: len(table)]
     )
+    scores = render("comparison_scores", str(out / "comparison.json"))
+    assert scores.startswith(table.split("\n| params (M)")[0]) and "params" not in scores
     differences = render("comparison_differences", str(out / "comparison.json")).splitlines()
     assert differences[0] == "| metric | lpf − none | pasa − none | pasa − lpf |"
     # Run again: every run is read from its folder, none retrained.
@@ -126,7 +129,7 @@ def test_paired_differences_cancel_what_seeds_share():
     assert diff["consistency"] == {"mean": 1.0, "std": 0.0, "n": 2, "per_seed": [1.0, 1.0]}
     table = differences_table(variants).splitlines()
     assert table[0] == "| metric | pasa − none |"
-    assert table[2] == "| mIoU | 1.25 ± 0.35 (+1.00, +1.50) |"
+    assert table[2] == "| mIoU | +1.25 ± 0.35 (+1.00, +1.50) |"
 
 
 def test_paired_differences_use_only_seeds_both_variants_ran():

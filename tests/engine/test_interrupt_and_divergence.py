@@ -111,6 +111,24 @@ def test_detectron2s_own_divergence_check_stops_every_process_with_advice(tmp_pa
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000000.pth"
 
 
+def test_resume_with_data_loader_workers_ends_with_the_same_weights(tmp_path):
+    """Mapped in a worker process, the data no longer reseeds the main process's RNGs,
+    from which the model draws its RPN and ROI samples; the step seeds them itself."""
+    opts = ["SOLVER.CHECKPOINT_PERIOD", "1000", "DATALOADER.NUM_WORKERS", "1"]
+    trainer(tmp_path / "straight", *opts).train()
+    stop = At(2, lambda t: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(TrainingInterrupted):
+        trainer(tmp_path / "cut", *opts, hooks=[stop]).train()
+    trainer(tmp_path / "cut", *opts, resume=True).train()
+    straight, resumed = (
+        torch.load(tmp_path / run / "model_final.pth", weights_only=True)["model"]
+        for run in ("straight", "cut")
+    )
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+
+
 def test_divergence_at_the_last_iteration_is_not_evaluated(tmp_path):
     def poison(t):
         forward = t.model.forward
