@@ -14,8 +14,9 @@ def add_pasa_config(cfg: CN) -> CN:
     # PASA: channel groups sharing one predicted filter; must divide every filtered channel count.
     cfg.MODEL.ANTIALIAS.GROUP = 8
     cfg.MODEL.ANTIALIAS.PAD_MODE = "reflect"
-    # PASA: "joint" (softmax over all groups' taps, as the published weights) or "group".
-    cfg.MODEL.ANTIALIAS.SOFTMAX = "joint"
+    # PASA: "group" (a softmax per group: every filter sums to one; ours) or "joint" (one
+    # softmax over all groups' taps, as the published weights: each group gets a share).
+    cfg.MODEL.ANTIALIAS.SOFTMAX = "group"
     # PASA: detectron2 norm name for the filter logits ("" for none; the authors' detection
     # code froze it, "FrozenBN", loading their ImageNet statistics).
     cfg.MODEL.ANTIALIAS.NORM = "BN"
