@@ -154,26 +154,19 @@ def test_sites_by_name_or_name_end():
         find_pasa_modules(model, ["res4.aa", "stem.aa"])
 
 
+def visualize_untrained(image, output, sites):
+    """tools/visualize_filters.py on an untrained quickstart model."""
+    args = ["--input", image, "--output", output, "--sites", sites, "MODEL.WEIGHTS", ""]
+    return run_tool("visualize_filters.py", "--config-file", QUICK_INSTANCE, *args, timeout=300)
+
+
 def test_tool_writes_figures_and_json(tmp_path):
     image = tmp_path / "img.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(
         image
     )
     sites = ["backbone.bottom_up.stem.aa", "backbone.bottom_up.res5.0.aa"]
-    run = run_tool(
-        "visualize_filters.py",
-        "--config-file",
-        QUICK_INSTANCE,
-        "--input",
-        image,
-        "--output",
-        tmp_path / "out",
-        "--sites",
-        "res5.0.aa,stem.aa",
-        "MODEL.WEIGHTS",
-        "",
-        timeout=300,
-    )
+    run = visualize_untrained(image, tmp_path / "out", "res5.0.aa,stem.aa")
     assert run.returncode == 0, run.stderr[-2000:]
     assert sorted(os.listdir(tmp_path / "out" / "img")) == sorted(
         [f"{s}.png" for s in sites] + ["overview.png"]
@@ -207,20 +200,7 @@ def test_tool_writes_figures_and_json(tmp_path):
 def test_tool_names_an_unknown_site_in_one_line(tmp_path):
     image = tmp_path / "img.png"
     Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(image)
-    run = run_tool(
-        "visualize_filters.py",
-        "--config-file",
-        QUICK_INSTANCE,
-        "--input",
-        image,
-        "--output",
-        tmp_path / "out",
-        "--sites",
-        "res6.aa",
-        "MODEL.WEIGHTS",
-        "",
-        timeout=300,
-    )
+    run = visualize_untrained(image, tmp_path / "out", "res6.aa")
     assert run.returncode == 1
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: no PASA module named ['res6.aa']; the model has: ")
