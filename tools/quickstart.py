@@ -7,6 +7,8 @@ COCO box and mask AP, save the metrics as JSON and draw predictions on validatio
 
 import hashlib
 import json
+import logging
+import math
 import os
 import sys
 import time
@@ -32,6 +34,7 @@ DEFAULT_CONFIG = os.path.join(
     "mask_rcnn_R_18_FPN_quick_pasa.yaml",
 )
 DEMO_IMAGES = 8
+logger = logging.getLogger("pasa_det.quickstart")
 
 
 def _weights_sha256(path: str) -> str:
@@ -57,6 +60,16 @@ def main():
         sys.exit(128 + e.signum)
 
 
+def coco_ap(results, task: str) -> dict:
+    """The COCO metrics of `task`. A model that detects nothing has AP 0 (detectron2 reports
+    NaN for boxes then, and no mask metrics at all)."""
+    metrics = dict(results.get(task, {}))
+    if not math.isfinite(metrics.get("AP", math.nan)):
+        logger.warning(f"{task}: the model detected nothing in the test set; AP 0")
+        metrics["AP"] = 0.0
+    return metrics
+
+
 def run(args):
     start = time.perf_counter()
     cfg = setup_cfg(args)
@@ -68,7 +81,7 @@ def run(args):
     if not comm.is_main_process():
         return
     # NaN (e.g. APl: no large objects) is not JSON: written as null.
-    metrics = json_ready({task: results[task] for task in ("bbox", "segm")})
+    metrics = json_ready({task: coco_ap(results, task) for task in ("bbox", "segm")})
     metrics_path = os.path.join(cfg.OUTPUT_DIR, "metrics_final.json")
     train_and_eval_minutes = (time.perf_counter() - start) / 60
     with open(metrics_path, "w") as f:

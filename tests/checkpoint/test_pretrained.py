@@ -98,6 +98,7 @@ def backbone_cfg(aa_type, depth, **antialias):
         cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
     cfg.MODEL.ANTIALIAS.TYPE = aa_type
+    cfg.MODEL.ANTIALIAS.SOFTMAX = "joint"  # what the authors' weights were trained with
     for key, value in antialias.items():
         cfg.MODEL.ANTIALIAS[key] = value
     return cfg

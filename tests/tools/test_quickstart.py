@@ -4,17 +4,21 @@ run's environment (what the docs' quickstart table is rendered from) and draws p
 import json
 import os
 
+import pytest
+
 from pasa_det.analysis.tables import render
 from tests.helpers.scripts import run_tool
 
 
-def test_quickstart_writes_metrics_and_pictures(tmp_path):
+@pytest.mark.parametrize("score_thresh", ["0.0", "1.0"])  # with detections, and with none
+def test_quickstart_writes_metrics_and_pictures(tmp_path, score_thresh):
     # fmt: off
     tiny = [
         "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1",
         "DATALOADER.NUM_WORKERS", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)",
         "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
-        "TEST.DETECTIONS_PER_IMAGE", "5", "OUTPUT_DIR", str(tmp_path),
+        "TEST.DETECTIONS_PER_IMAGE", "5", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", score_thresh,
+        "OUTPUT_DIR", str(tmp_path),
     ]
     # fmt: on
     run = run_tool("quickstart.py", *tiny)
@@ -23,7 +27,13 @@ def test_quickstart_writes_metrics_and_pictures(tmp_path):
     report = json.loads(metrics_path.read_text())
     assert report["iterations"] == 2 and report["train_and_eval_minutes"] > 0
     assert report["environment"]["command"].startswith("quickstart.py SOLVER.MAX_ITER 2")
-    assert 0 <= report["segm"]["AP"] <= 100
+    if score_thresh == "1.0":  # nothing detected: AP 0, said in the log
+        assert report["bbox"]["AP"] == report["segm"]["AP"] == 0.0
+        assert "segm: the model detected nothing in the test set; AP 0" in run.stdout + run.stderr
+    else:
+        assert (
+            0 <= report["segm"]["AP"] <= 100 and "detected nothing" not in run.stdout + run.stderr
+        )
     row = render("quickstart", str(metrics_path)).splitlines()[2].split(" | ")
     assert row[1:4] == ["2", f"{report['bbox']['AP']:.1f}", f"{report['segm']['AP']:.1f}"]
     assert row[5] == f"`{report['weights_sha256'][:12]}…` |"
