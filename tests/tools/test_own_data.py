@@ -15,6 +15,8 @@ TINY = [
     "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1", "DATALOADER.NUM_WORKERS", "0",
     "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "96", "INPUT.MIN_SIZE_TEST", "64",
     "INPUT.MAX_SIZE_TEST", "96", "TEST.DETECTIONS_PER_IMAGE", "5",
+    # A few iterations score below the default threshold: keep detections to evaluate.
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
 ]
 # fmt: on
 
