@@ -145,13 +145,18 @@ class _ImageToTensors(nn.Module):
         return tuple(_tensors(self.model([{"image": image}])))
 
 
+def _flop_analysis(module: nn.Module, inputs: tuple) -> FlopCountAnalysis:
+    """fvcore's analysis of `module(*inputs)` with PASA's ops counted, quietly."""
+    analysis = FlopCountAnalysis(module, inputs)
+    for name, handle in FLOP_HANDLES.items():
+        analysis.set_op_handle(name, handle)
+    return analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+
+
 def count_flops(model, inputs) -> dict:
     """Inference FLOPs per image and the ops fvcore could not count."""
     model.eval()
-    analysis = FlopCountAnalysis(_ImageToTensors(model), (inputs[0]["image"],))
-    for name, handle in FLOP_HANDLES.items():
-        analysis.set_op_handle(name, handle)
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    analysis = _flop_analysis(_ImageToTensors(model), (inputs[0]["image"],))
     with torch.no_grad():
         total = analysis.total()
     return {"flops": total, "unsupported_ops": dict(analysis.unsupported_ops())}
@@ -164,12 +169,8 @@ def count_backbone_flops(model, inputs) -> float:
     model.eval()
     image = (inputs[0]["image"].to(model.pixel_mean.device) - model.pixel_mean) / model.pixel_std
     images = ImageList.from_tensors([image], model.backbone.size_divisibility)
-    analysis = FlopCountAnalysis(model.backbone, (images.tensor,))
-    for name, handle in FLOP_HANDLES.items():
-        analysis.set_op_handle(name, handle)
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     with torch.no_grad():
-        return analysis.total()
+        return _flop_analysis(model.backbone, (images.tensor,)).total()
 
 
 def time_inference_and_training(
