@@ -18,10 +18,7 @@ import sys
 from detectron2.utils.logger import setup_logger
 
 from pasa_det.analysis.compare import TIMING_ROUNDS, VARIANTS, compare
-from pasa_det.checkpoint import CheckpointError
-from pasa_det.config import ConfigError
-from pasa_det.data.checks import DatasetError
-from pasa_det.engine import NonFiniteLossError, TrainingInterrupted
+from pasa_det.engine import USER_ERRORS, TrainingInterrupted
 
 
 def main(argv=None):
@@ -60,7 +57,7 @@ def main(argv=None):
         _, table = compare(
             args.config_file, args.output, variants, args.opts, args.timing_rounds, seeds
         )
-    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError) as e:
+    except USER_ERRORS as e:
         sys.exit(f"error: {e}")
     except TrainingInterrupted as e:
         print(

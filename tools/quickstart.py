@@ -19,10 +19,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
 from pasa_det.analysis.environment import describe_run
-from pasa_det.checkpoint import CheckpointError
-from pasa_det.config import ConfigError
-from pasa_det.data.checks import DatasetError
-from pasa_det.engine import NonFiniteLossError, Trainer, TrainingInterrupted, setup_cfg
+from pasa_det.engine import USER_ERRORS, Trainer, TrainingInterrupted, setup_cfg
 from pasa_det.engine.arguments import parse_args
 from pasa_det.engine.demo import run_demo
 from pasa_det.evaluation import json_ready
@@ -53,7 +50,7 @@ def main():
     args = parse_args(parser)
     try:
         run(args)
-    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError) as e:
+    except USER_ERRORS as e:
         sys.exit(f"error: {e}")
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)

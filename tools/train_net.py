@@ -21,12 +21,10 @@ from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
-from pasa_det.checkpoint import CheckpointError, SafeCheckpointer
-from pasa_det.config import ConfigError
-from pasa_det.data.checks import DatasetError
+from pasa_det.checkpoint import SafeCheckpointer
 from pasa_det.engine import (
+    USER_ERRORS,
     JobFailed,
-    NonFiniteLossError,
     Trainer,
     TrainingInterrupted,
     launch,
@@ -38,7 +36,7 @@ from pasa_det.engine.arguments import parse_args
 def main(args):
     try:
         return run(args)
-    except (ConfigError, DatasetError, CheckpointError, NonFiniteLossError) as e:
+    except USER_ERRORS as e:
         sys.exit(f"error: {e}")
     except TrainingInterrupted as e:
         if comm.is_main_process():
