@@ -45,7 +45,7 @@ setup(
         "cityscapes": ["cityscapesscripts", "numpy<2.4"],
         # Formatters pinned: their output changes between releases (`make lint`).
         "test": [
-            "pytest>=7",
+            "pytest>=7.3",
             "hypothesis",
             "cityscapesscripts",
             "numpy<2.4",
@@ -53,7 +53,7 @@ setup(
             "clang-format==23.1.5",
         ],
         "dev": [
-            "pytest>=7",
+            "pytest>=7.3",
             "cityscapesscripts",
             "numpy<2.4",
             "ruff==0.17.6",
