@@ -181,7 +181,7 @@ def differences_table(variants: Dict[str, Dict]) -> str:
     differences, then the differences seed by seed."""
     pairs = paired_differences(variants)
     names = list(pairs)
-    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines = _head(names)
     for metric in pairs[names[0]]:
         cells = []
         for pair in names:
@@ -189,8 +189,17 @@ def differences_table(variants: Dict[str, Dict]) -> str:
             seeds = ", ".join(f"{v:+.2f}" for v in stat["per_seed"])
             spread = "" if stat["std"] is None else f" ± {stat['std']:.2f}"
             cells.append(f"{stat['mean']:+.2f}{spread} ({seeds})" if stat["n"] else "")
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+        lines.append(_row(metric, cells))
     return "\n".join(lines)
+
+
+def _row(label: str, cells: List[str]) -> str:
+    return "| " + " | ".join([label, *cells]) + " |"
+
+
+def _head(columns: List[str]) -> List[str]:
+    """A markdown table's header and rule: a metric column, then `columns`."""
+    return [_row("metric", columns), "|---|" + "---|" * len(columns)]
 
 
 def _cell(stat: Dict) -> str:
@@ -206,18 +215,17 @@ def markdown_table(variants: Dict[str, Dict], with_costs: bool = True) -> str:
     seeds, then (`with_costs`) size, FLOPs and times of the first seed's models (× none
     where present)."""
     names = list(variants)
-    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines = _head(names)
     for metric in variants[names[0]]["summary"]:
-        cells = [_cell(variants[v]["summary"][metric]) for v in names]
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+        lines.append(_row(metric, [_cell(variants[v]["summary"][metric]) for v in names]))
     if not with_costs:
         return "\n".join(lines)
     costs = {v: cost(variants[v]["measured"]) for v in names}
     for metric in costs[names[0]]:
-        lines.append(f"| {metric} | " + " | ".join(f"{costs[v][metric]:.2f}" for v in names) + " |")
+        lines.append(_row(metric, [f"{costs[v][metric]:.2f}" for v in names]))
         if "none" in costs and metric in RATIO_METRICS:
             ratios = [costs[v][metric] / costs["none"][metric] for v in names]
-            lines.append(f"| {metric} (× none) | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+            lines.append(_row(f"{metric} (× none)", [f"{r:.2f}" for r in ratios]))
     return "\n".join(lines)
 
 
