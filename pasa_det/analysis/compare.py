@@ -180,6 +180,10 @@ def differences_table(variants: Dict[str, Dict]) -> str:
     """Rows of metrics, a column per pair of variants: the mean ± std of the per-seed
     differences, then the differences seed by seed."""
     pairs = paired_differences(variants)
+    if not pairs:
+        raise ValueError(
+            f"differences need two variants or more; this comparison has {list(variants)}"
+        )
     names = list(pairs)
     lines = _head(names)
     for metric in pairs[names[0]]:

@@ -143,3 +143,9 @@ def test_paired_differences_use_only_seeds_both_variants_ran():
         "n": 1,
         "per_seed": [-1.0],
     }
+
+
+def test_differences_of_a_single_variant_say_what_is_missing():
+    variants = {"pasa": {"runs": {"0": semantic_run(40.0, 90.0)}}}
+    with pytest.raises(ValueError, match=r"two variants or more; this comparison has \['pasa'\]"):
+        differences_table(variants)
