@@ -36,6 +36,14 @@ _WRITE_METRICS_TAKES_ITERATION = (
 )
 
 
+def detectron2_release() -> str:
+    """What results record as the detectron2 they ran on: main for a build of its main
+    branch (newer than 0.6, though it says "0.6"), else its version."""
+    import detectron2
+
+    return "main" if _WRITE_METRICS_TAKES_ITERATION else detectron2.__version__
+
+
 def write_metrics(loss_dict, data_time: float, iteration: int) -> None:
     """detectron2's per-iteration loss and data-time metrics (a collective: every rank calls it)."""
     if _WRITE_METRICS_TAKES_ITERATION:

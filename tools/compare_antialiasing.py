@@ -18,7 +18,7 @@ import sys
 from detectron2.utils.logger import setup_logger
 
 from pasa_det.analysis.compare import TIMING_ROUNDS, VARIANTS, compare
-from pasa_det.engine import USER_ERRORS, TrainingInterrupted
+from pasa_det.engine import USER_ERRORS, StoppedBySignal
 
 
 def main(argv=None):
@@ -59,7 +59,7 @@ def main(argv=None):
         )
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
-    except TrainingInterrupted as e:
+    except StoppedBySignal as e:
         print(
             f"{e.what_happened}; run the same command again to continue the comparison",
             file=sys.stderr,

@@ -15,7 +15,7 @@ from detectron2.utils.logger import setup_logger
 from pasa_det.checkpoint import CheckpointError
 from pasa_det.config import ConfigError, load_config
 from pasa_det.data.checks import DatasetError
-from pasa_det.engine.demo import run_demo
+from pasa_det.engine.demo import DemoError, run_demo
 
 CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 
@@ -52,13 +52,23 @@ def main(argv=None):
         cfg = load_config(args.config_file, args.opts)
         cfg.freeze()
         written, skipped = run_demo(cfg, args.input, args.output, args.confidence_threshold)
-    except (ConfigError, CheckpointError, DatasetError) as e:
+    except (ConfigError, CheckpointError, DatasetError, DemoError) as e:
         sys.exit(f"error: {e}")
+    if skipped and not written:
+        sys.exit(
+            f"error: no file --input gave could be read as an image ({skipped} skipped, each "
+            "named in a warning above); give image files, or folders and patterns that hold them"
+        )
     print(
         f"wrote {written} images to {args.output}"
         + (f"; skipped {skipped} unreadable" if skipped else "")
+        + (
+            "; drawn by an UNTRAINED model (MODEL.WEIGHTS is empty)"
+            if not cfg.MODEL.WEIGHTS
+            else ""
+        )
     )
-    return 0 if written or not skipped else 1
+    return 0
 
 
 if __name__ == "__main__":

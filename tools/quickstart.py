@@ -19,7 +19,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
 from pasa_det.analysis.environment import describe_run
-from pasa_det.engine import USER_ERRORS, Trainer, TrainingInterrupted, setup_cfg
+from pasa_det.engine import USER_ERRORS, StoppedBySignal, Trainer, setup_cfg
 from pasa_det.engine.arguments import parse_args
 from pasa_det.engine.demo import run_demo
 from pasa_det.evaluation import json_ready
@@ -52,7 +52,7 @@ def main():
         run(args)
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
-    except TrainingInterrupted as e:
+    except StoppedBySignal as e:
         print(e, file=sys.stderr)
         sys.exit(128 + e.signum)
 
@@ -74,7 +74,7 @@ def run(args):
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     trainer.train()  # evaluates on DATASETS.TEST after the last iteration
-    results = trainer._last_eval_results
+    results = trainer.last_eval_results
     if not comm.is_main_process():
         return
     # NaN (e.g. APl: no large objects) is not JSON: written as null.

@@ -11,7 +11,9 @@ process group comes from torchrun's environment.
 
 Bad configs, datasets and checkpoints end the run with a one-line "error: …". SIGINT or
 SIGTERM during training saves a checkpoint after the current iteration and exits with
-128 + the signal number; --resume continues from it. When one process of a multi-process
+128 + the signal number; --resume continues from it; during an evaluation it stops at once,
+keeping none of that evaluation's results. An evaluation whose headline metric (AP, mIoU)
+is NaN ends the run with an error. When one process of a multi-process
 run fails, the others are stopped and the error of each failed rank is printed.
 """
 
@@ -25,12 +27,13 @@ from pasa_det.checkpoint import SafeCheckpointer
 from pasa_det.engine import (
     USER_ERRORS,
     JobFailed,
+    StoppedBySignal,
     Trainer,
-    TrainingInterrupted,
     launch,
     setup_cfg,
 )
 from pasa_det.engine.arguments import parse_args
+from pasa_det.evaluation.headline_metrics import check_headline_metrics
 
 
 def main(args):
@@ -38,7 +41,7 @@ def main(args):
         return run(args)
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
-    except TrainingInterrupted as e:
+    except StoppedBySignal as e:
         if comm.is_main_process():
             print(e, file=sys.stderr)
         sys.exit(128 + e.signum)
@@ -54,10 +57,13 @@ def run(args):
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
-        return results
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    else:
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        trainer.train()
+        results = trainer.last_eval_results
+    check_headline_metrics(results)
+    return results
 
 
 if __name__ == "__main__":

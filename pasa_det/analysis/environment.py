@@ -40,17 +40,19 @@ def _commit() -> str:
 
 
 def _detectron2() -> str:
-    """detectron2's version, and the source set-up built it from where it recorded one."""
+    """detectron2's release ("main" or its version), and the source set-up built it from
+    where it recorded one."""
     try:
-        import detectron2
+        from pasa_det.detectron2_versions import detectron2_release
     except ImportError:
         return ""
+    release = detectron2_release()
     marker = os.path.join(sys.prefix, "pasa_det-detectron2-source.txt")
     if os.path.isfile(marker):
         with open(marker) as f:
             source = (f.read().split() or [""])[0]  # the source, then its size and mtime
-        return f"{detectron2.__version__} ({os.path.basename(source.rstrip('/')) or source})"
-    return detectron2.__version__
+        return f"{release} ({os.path.basename(source.rstrip('/')) or source})"
+    return release
 
 
 def describe_run(device: str) -> dict:

@@ -130,6 +130,21 @@ def quickstart(*runs: dict) -> str:
     return "\n".join(lines)
 
 
+def multiprocess_ap(data: dict) -> str:
+    """A multi-process training's AP at its end, beside `--eval-only` of the weights it
+    wrote (dev/measure_multiprocess_ap.py), as detectron2 printed them."""
+    lines = [
+        "| run | processes | box AP | mask AP | minutes |",
+        "|---|---|---|---|---|",
+    ]
+    for run in data["runs"]:
+        box, mask = run["metrics"]["bbox"]["AP"], run["metrics"]["segm"]["AP"]
+        lines.append(
+            f"| {run['run']} | {run['processes']} | {box:.4f} | {mask:.4f} | {run['minutes']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def transcribed(data: dict) -> str:
     """A table kept from a run whose own JSON was not kept: columns and rows as printed."""
     lines = [
@@ -148,6 +163,7 @@ KINDS: Dict[str, Callable[[dict], str]] = {
     "comparison_scores": comparison_scores,
     "comparison_differences": comparison_differences,
     "quickstart": quickstart,
+    "multiprocess_ap": multiprocess_ap,
     "transcribed": transcribed,
 }
 

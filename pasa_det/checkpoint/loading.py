@@ -5,11 +5,15 @@ import logging
 import os
 import pickle
 import re
+import shutil
 
+import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from pasa_det.layers import PASA
+
+from .pretrained import torchvision_layout
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +77,11 @@ class SafeCheckpointer(DetectionCheckpointer):
     model with different shapes, or no key of the checkpoint matching the model at
     all, mean the weights were made for another model. (Checkpoints matched by
     detectron2's name heuristics, like R-50.pkl, have mismatched shapes dropped
-    with a warning inside detectron2 before this check sees them.) Saves go to a temporary
-    file renamed into place, so `last_checkpoint` only ever names complete files;
-    `refuse_saves` stops all saving (the model state is not worth keeping).
+    with a warning inside detectron2 before this check sees them.) A torchvision-layout
+    ResNet (torchvision's, timm's, the PASA authors') is refused with the command that
+    converts it. Saves go to a temporary file renamed into place, so `last_checkpoint` only
+    ever names complete files, and a failed write (a full disk) is a CheckpointError that
+    says what survived; `refuse_saves` stops all saving (the model state is not worth keeping).
     """
 
     def __init__(
@@ -86,11 +92,14 @@ class SafeCheckpointer(DetectionCheckpointer):
         allow_partial=False,
         trust_pickle=False,
         require_filters=False,
+        filter_init="lpf",
         **kwargs,
     ):
+        """`filter_init`: how the model's PASA filters start (MODEL.ANTIALIAS.INIT), to say
+        what becomes of the filters a checkpoint lacks."""
         super().__init__(model, save_dir, **kwargs)
         self.allow_partial, self.trust_pickle = allow_partial, trust_pickle
-        self.require_filters = require_filters
+        self.require_filters, self.filter_init = require_filters, filter_init
         self._refuse_saves = None
 
     @classmethod
@@ -103,6 +112,7 @@ class SafeCheckpointer(DetectionCheckpointer):
             allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
             trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE,
             require_filters=for_inference and not cfg.MODEL.WEIGHTS_ALLOW_MISSING_FILTERS,
+            filter_init=cfg.MODEL.ANTIALIAS.INIT,
             **kwargs,
         )
 
@@ -125,12 +135,16 @@ class SafeCheckpointer(DetectionCheckpointer):
             ) from None
 
     def _load_file(self, filename):
-        if filename.endswith(".pkl"):
-            if not self.trust_pickle:
+        if filename.endswith((".pkl", ".pyth")):
+            if filename.endswith(".pkl") and not self.trust_pickle:
                 _check_plain_pickle(filename)
-            return super()._load_file(filename)
-        if filename.endswith(".pyth"):
-            return super()._load_file(filename)
+            checkpoint = super()._load_file(filename)
+        else:
+            checkpoint = self._load_torch_file(filename)
+        self._check_weights(filename, checkpoint["model"])
+        return checkpoint
+
+    def _load_torch_file(self, filename):
         try:
             loaded = torch.load(filename, map_location="cpu", weights_only=not self.trust_pickle)
         except pickle.UnpicklingError as e:
@@ -152,8 +166,50 @@ class SafeCheckpointer(DetectionCheckpointer):
             raise CheckpointError(f"{filename}: holds a {type(loaded).__name__}, not a state dict")
         return loaded if "model" in loaded else {"model": loaded}
 
+    def _check_weights(self, filename, weights) -> None:
+        """Refuse a torchvision-layout ResNet: its names match no detectron2 model, so it
+        would load nothing and training would silently start from scratch (refused even
+        with MODEL.WEIGHTS_ALLOW_PARTIAL: MODEL.WEIGHTS "" is the way to start from scratch);
+        and name what is no tensor, where fvcore's traceback would not name the file."""
+        fmt = torchvision_layout(weights)
+        if fmt is not None and not set(weights) & set(self.model.state_dict()):
+            what = {
+                "seed": "an ImageNet checkpoint in the PASA authors' layout "
+                "({'state_dict': {'module.conv1.weight', …}})",
+                "torchvision": "a torchvision/timm ResNet state dict (conv1, bn1, layer1-4, fc)",
+            }[fmt]
+            converted = (
+                re.sub(r"(\.pth)?(\.tar)?$|\.pt$", "", filename, count=1) + "-detectron2.pkl"
+            )
+            raise CheckpointError(
+                f"{filename} holds {what}, whose names match no detectron2 model: convert it "
+                f"with `python tools/convert_pretrained.py {filename} {converted}` and train with "
+                f"MODEL.WEIGHTS {converted}, the MODEL.* values the converter prints, and a "
+                "config built on configs/Base-RCNN-FPN-Torchvision-Weights.yaml (RGB input, "
+                "ImageNet mean/std, stride in the 3x3)"
+            )
+        odd = next(
+            (k for k, v in weights.items() if not isinstance(v, (torch.Tensor, np.ndarray))), None
+        )
+        if odd is not None:
+            raise CheckpointError(
+                f"{filename}: not a state dict of tensors: {odd!r} holds a "
+                f"{type(weights[odd]).__name__} (a training checkpoint of another framework? "
+                "save just its model's state_dict)"
+            )
+
     def _load_model(self, checkpoint):
         incompatible = super()._load_model(checkpoint)
+        # Loaded: what the checkpoint set, not pixel_mean/std (the config's; detectron2 drops
+        # them from missing_keys) nor BN step counters, which say nothing about the weights.
+        missing = set(incompatible.missing_keys)
+        loaded = [
+            k
+            for k in self.model.state_dict()
+            if k not in missing
+            and k not in ("pixel_mean", "pixel_std")
+            and not k.endswith(".num_batches_tracked")
+        ]
         # BN step counters change no output here (detectron2's norms use a fixed momentum).
         # Checkpoints made for 0.6's FrozenBatchNorm2d (and converted ones) carry none, while
         # detectron2 main keeps a BN's counter when it freezes it: not worth a warning.
@@ -175,12 +231,6 @@ class SafeCheckpointer(DetectionCheckpointer):
                 "ROI_HEADS.NUM_CLASSES, RESNETS.DEPTH, ANTIALIAS.*) or, to load the rest and keep these freshly "
                 "initialised (fine-tuning with other classes), set MODEL.WEIGHTS_ALLOW_PARTIAL True."
             )
-        # pixel_mean/std come from the config, not the checkpoint.
-        loaded = (
-            set(self.model.state_dict())
-            - set(incompatible.missing_keys)
-            - {"pixel_mean", "pixel_std"}
-        )
         if not loaded:
             sample = ", ".join(sorted(incompatible.unexpected_keys)[:5])
             raise CheckpointError(
@@ -189,19 +239,37 @@ class SafeCheckpointer(DetectionCheckpointer):
             )
         return incompatible
 
-    def _check_filters_loaded(self, missing_keys) -> None:
-        """Evaluating PASA filters that the checkpoint did not hold would score filters
-        that were never trained (weights of a `none` or `lpf` model, say)."""
+    def _missing_filters(self, missing_keys) -> list:
+        """The missing keys that belong to the model's PASA filters, sorted."""
         prefixes = tuple(
             f"{name}." for name, module in self.model.named_modules() if isinstance(module, PASA)
         )
-        untrained = sorted(k for k in missing_keys if k.startswith(prefixes))
+        return sorted(k for k in missing_keys if k.startswith(prefixes))
+
+    def _check_filters_loaded(self, missing_keys) -> None:
+        """Evaluating PASA filters that the checkpoint did not hold would score filters
+        that were never trained (weights of a `none` or `lpf` model, say)."""
+        untrained = self._missing_filters(missing_keys)
         if untrained:
             raise CheckpointError(
                 f"the checkpoint holds no weights for {len(untrained)} of the model's PASA "
                 f"filter parameters (e.g. {untrained[0]}): it was trained with another "
                 "MODEL.ANTIALIAS.TYPE. Set MODEL.ANTIALIAS.TYPE to the one it was trained with, "
                 "or MODEL.WEIGHTS_ALLOW_MISSING_FILTERS True to evaluate untrained filters anyway"
+            )
+
+    def _log_incompatible_keys(self, incompatible) -> None:
+        """After detectron2's list of missing keys, say that missing PASA filters are expected
+        (ImageNet weights without PASA, e.g. R-50.pkl) and how they start; only reached
+        where they are allowed (training, or MODEL.WEIGHTS_ALLOW_MISSING_FILTERS), as
+        `_check_filters_loaded` refused them before."""
+        super()._log_incompatible_keys(incompatible)
+        untrained = self._missing_filters(incompatible.missing_keys)
+        if untrained:
+            logger.info(
+                f"The {len(untrained)} PASA filter tensors the checkpoint lacks (e.g. "
+                f"{untrained[0]}) are expected for ImageNet weights without PASA filters: they "
+                f"start as MODEL.ANTIALIAS.INIT {self.filter_init} sets them"
             )
 
     # ---- saving ----
@@ -220,14 +288,42 @@ class SafeCheckpointer(DetectionCheckpointer):
         data.update(kwargs)
         basename = f"{name}.pth"
         self.logger.info(f"Saving checkpoint to {os.path.join(self.save_dir, basename)}")
-        _write_atomically(os.path.join(self.save_dir, basename), lambda f: torch.save(data, f))
+        self._write(os.path.join(self.save_dir, basename), lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):
-        _write_atomically(
+        self._write(
             os.path.join(self.save_dir, "last_checkpoint"),
             lambda f: f.write(last_filename_basename.encode()),
         )
+
+    def _write(self, path: str, write) -> None:
+        """`_write_atomically`, with a failed write (a full disk, say; torch reports it as a
+        RuntimeError of its stream writer) told in one line: the file, why, what survived
+        and what to do."""
+        try:
+            _write_atomically(path, write)
+        except (OSError, RuntimeError) as e:
+            try:
+                usage = shutil.disk_usage(os.path.dirname(path) or ".")
+                free = f" ({_size(usage.free)} free on that filesystem)"
+            except OSError:
+                free = ""
+            previous = self.get_checkpoint_file() if self.has_checkpoint() else ""
+            if previous:
+                kept = (
+                    f"The previous checkpoint, {previous}, is intact and last_checkpoint still "
+                    "names it"
+                )
+                then = "run the same command with --resume to continue from it"
+            else:
+                kept = "No checkpoint was saved before it (last_checkpoint names none yet)"
+                then = "run the same command again"
+            raise CheckpointError(
+                f"cannot write {path}: {_write_failure_reason(e)}{free}. {kept}. Free space "
+                "there, or move OUTPUT_DIR's files to a disk with room and set OUTPUT_DIR to "
+                f"it, then {then}"
+            ) from None
 
 
 def _write_atomically(path: str, write) -> None:
@@ -244,6 +340,23 @@ def _write_atomically(path: str, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _write_failure_reason(error: BaseException) -> str:
+    """The OS's reason ("no space left on device"), also where torch's RuntimeError
+    wraps it, else the error's first line."""
+    seen = set()
+    cause = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _size(num_bytes: int) -> str:
+    return f"{num_bytes / 2**30:.1f} GiB" if num_bytes >= 2**30 else f"{num_bytes / 2**20:.0f} MiB"
 
 
 def load_checkpoint(cfg, model, path=None):

@@ -78,11 +78,7 @@ def load_source(path: str, fmt: str = None) -> Dict[str, torch.Tensor]:
             "re-save just its state_dict from a trusted environment."
         ) from None
     if fmt is None:
-        fmt = (
-            "seed"
-            if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict)
-            else "torchvision"
-        )
+        fmt = _guess_format(obj)
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
     state = obj.get("state_dict") if fmt == "seed" and isinstance(obj, dict) else obj
@@ -96,9 +92,39 @@ def load_source(path: str, fmt: str = None) -> Dict[str, torch.Tensor]:
             raise CheckpointFormatError(
                 f"{path}: key {key!r} holds a {type(value).__name__}, not a tensor"
             )
+    return _without_module_prefix(state)
+
+
+def _guess_format(obj) -> str:
+    """The authors' files hold {'state_dict': …} ("seed"); torchvision's are flat."""
+    return (
+        "seed"
+        if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict)
+        else "torchvision"
+    )
+
+
+def _without_module_prefix(state: dict) -> dict:
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
+        return {k[len("module.") :]: v for k, v in state.items()}
     return state
+
+
+def torchvision_layout(obj):
+    """The --format of tools/convert_pretrained.py that `obj` (a loaded checkpoint) is in,
+    "seed" or "torchvision", or None when it is not a torchvision-layout ResNet: every key
+    one the converter maps or drops, and some of layer1-4. Lets MODEL.WEIGHTS refuse such
+    files, whose names match no detectron2 model, instead of loading nothing."""
+    fmt = _guess_format(obj)
+    state = obj.get("state_dict") if fmt == "seed" else obj
+    if not isinstance(state, dict) or not state:
+        return None
+    keys = set(_without_module_prefix(state))
+    modules = [k.rpartition(".")[0] for k in keys]
+    if not any(_BLOCK_KEY.fullmatch(m) for m in modules):
+        return None
+    known = all(m == "fc" or _target_module(m, keys) is not None for m in modules)
+    return fmt if known else None
 
 
 def _target_module(module: str, state_keys) -> str:

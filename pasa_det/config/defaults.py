@@ -57,6 +57,9 @@ def add_pasa_config(cfg: CN) -> CN:
     # With SOLVER.AMP.ENABLED: the autocast dtype, "float16" (loss scaling, as detectron2)
     # or "bfloat16" (float32's range, no scaling); on the GPU or the CPU.
     cfg.SOLVER.AMP.PRECISION = "float16"
+    # Stop as diverged when the total loss exceeds this many times the first iteration's
+    # (gradient clipping can keep an exploding loss finite); 0 turns the check off.
+    cfg.SOLVER.DIVERGENCE_LOSS_FACTOR = 1000.0
 
     # --- evaluation: shift consistency, beside the usual metrics when ENABLED ---
     cfg.TEST.SHIFT_CONSISTENCY = CN()

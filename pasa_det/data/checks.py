@@ -1,13 +1,20 @@
 """Dataset checks that turn bad files into errors naming them."""
 
 import difflib
+import itertools
 import json
 import logging
 import os
 from collections import defaultdict
 
 from detectron2.data import DatasetCatalog, MetadataCatalog, get_detection_dataset_dicts
-from detectron2.data.detection_utils import SizeMismatchError
+from detectron2.data.build import (
+    filter_images_with_only_crowd_annotations,
+    print_instances_class_histogram,
+)
+from detectron2.data.detection_utils import SizeMismatchError, check_metadata_consistency
+
+from . import annotations
 
 logger = logging.getLogger(__name__)
 # What reading a missing, unreadable, truncated or mislabelled image raises
@@ -16,14 +23,24 @@ IMAGE_ERRORS = (OSError, SyntaxError, SizeMismatchError)
 
 
 class DatasetError(ValueError):
-    """A dataset whose annotations or images cannot be used; the message names the file."""
+    """A dataset whose annotations or images cannot be used; the message names the file.
+
+    Raised in a data-loader worker, torch re-raises it in the main process as the same
+    class with the message "Caught … in DataLoader worker process N. Original Traceback
+    …"; the worker's traceback is dropped again here, so the tools still print one line."""
+
+    def __init__(self, message: str):
+        raised_as = f"{type(self).__module__}.{type(self).__qualname__}: "
+        if message.startswith("Caught ") and raised_as in message:
+            message = message.rsplit(raised_as, 1)[1].rstrip("\n")
+        super().__init__(message)
 
 
 class MissingDatasetError(DatasetError, FileNotFoundError):
     """A dataset's files are not where its registration says."""
 
 
-class BadImageError(OSError):
+class BadImageError(DatasetError, OSError):
     """One sample's image (or label image) cannot be read."""
 
 
@@ -40,13 +57,39 @@ def map_naming_file(mapper, dataset_dict):
 
 
 class FileNamingMapper:
-    """A mapper whose errors on unreadable images name the file (evaluation: no skipping)."""
+    """The evaluation mapper: an unreadable image stops evaluation, naming the file and the
+    fix. Evaluation never skips one: its metrics would then describe a smaller set."""
 
-    def __init__(self, mapper):
-        self.mapper = mapper
+    def __init__(self, mapper, dataset_name: str):
+        self.mapper, self.dataset_name = mapper, dataset_name
 
     def __call__(self, dataset_dict):
-        return map_naming_file(self.mapper, dataset_dict)
+        try:
+            return map_naming_file(self.mapper, dataset_dict)
+        except BadImageError as e:
+            raise BadImageError(
+                f"{e}. Evaluation does not skip images (the metrics would describe a smaller "
+                f"set): replace the file, or remove it and its annotations from "
+                f"{dataset_source(self.dataset_name)}"
+            ) from e
+
+
+def dataset_source(name: str) -> str:
+    """The annotation file (or image folder) a dataset is read from, for messages."""
+    meta = MetadataCatalog.get(name)
+    return meta.get("json_file", None) or meta.get("image_dir", None) or name
+
+
+def read_annotation_file(name: str) -> dict:
+    """The parsed annotation file of COCO-format dataset `name`, or DatasetError naming it."""
+    json_file = MetadataCatalog.get(name).json_file
+    try:
+        with open(json_file) as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError(
+            f"dataset '{name}': annotation file {json_file} is not valid JSON ({e})"
+        ) from None
 
 
 def _json_error(names, error: Exception) -> DatasetError:
@@ -55,12 +98,9 @@ def _json_error(names, error: Exception) -> DatasetError:
         json_file = MetadataCatalog.get(name).get("json_file", None)
         if json_file and os.path.isfile(json_file):
             try:
-                with open(json_file) as f:
-                    json.load(f)
-            except (ValueError, UnicodeDecodeError) as e:
-                return DatasetError(
-                    f"dataset '{name}': annotation file {json_file} is not valid JSON ({e})"
-                )
+                read_annotation_file(name)
+            except DatasetError as e:
+                return e
     return DatasetError(
         f"cannot load dataset(s) {', '.join(names)}: {type(error).__name__}: {error}"
     )
@@ -77,7 +117,7 @@ def check_images_exist(dicts, names) -> None:
         present = set(os.listdir(folder)) if os.path.isdir(folder) else set()
         missing += [os.path.join(folder, f) for f in files if f not in present]
     if missing:
-        sources = [MetadataCatalog.get(n).get("json_file", n) for n in names]
+        sources = [dataset_source(n) for n in names]
         raise DatasetError(
             f"{len(missing)} of the {len(dicts)} images referenced by {', '.join(sources)} do not exist, e.g. "
             + ", ".join(missing[:3])
@@ -86,13 +126,65 @@ def check_images_exist(dicts, names) -> None:
 
 
 def load_dataset_dicts(names, **kwargs):
-    """detectron2's get_detection_dataset_dicts, with an unparsable annotation
-    file and references to images that do not exist raised as DatasetError."""
+    """detectron2's get_detection_dataset_dicts, with an unparsable annotation file, a
+    dataset without images and references to images that do not exist raised as DatasetError."""
     try:
         dicts = get_detection_dataset_dicts(names, **kwargs)
     except (ValueError, UnicodeDecodeError, TypeError, KeyError) as e:
         raise _json_error(list(names), e) from e
+    except AssertionError as e:  # "Dataset 'x' is empty!", "No valid data found in x."
+        sources = ", ".join(dataset_source(n) for n in names)
+        raise DatasetError(f"cannot use dataset(s) {', '.join(names)} ({sources}): {e}") from e
     check_images_exist(dicts, names)
+    return dicts
+
+
+def _report_malformed(name: str, findings) -> None:
+    """The warning naming `name`'s malformed annotations, from its annotation file where
+    it has one (detectron2's loader has dropped bad polygons from the dicts unnamed): one
+    more read of that file, in the main process only."""
+    source = dataset_source(name)
+    if not annotations.needs_report(name, source):
+        return
+    if MetadataCatalog.get(name).get("json_file", None):
+        findings = annotations.clean_coco_dataset(read_annotation_file(name))
+    annotations.report_once(name, source, findings)
+
+
+def load_training_dicts(names, filter_empty=True, min_keypoints=0, proposal_files=None):
+    """load_dataset_dicts for training, one dataset at a time: malformed annotations are
+    left out (one warning per dataset names them) before images left without annotations
+    are filtered (`filter_empty`), and a dataset with nothing to train on is an error
+    naming it. detectron2 would train on such a set, or stop with "No valid data found"."""
+    parts = []
+    for i, name in enumerate(names):
+        dicts = load_dataset_dicts(
+            [name],
+            filter_empty=False,
+            min_keypoints=min_keypoints,
+            proposal_files=[proposal_files[i]] if proposal_files else None,
+            check_consistency=False,
+        )
+        if "annotations" in dicts[0]:  # instances (semantic sets have label images)
+            _report_malformed(name, annotations.clean_dataset_dicts(dicts))
+            if not annotations.count_usable(a for d in dicts for a in d["annotations"]):
+                raise DatasetError(
+                    f"dataset {name!r} ({dataset_source(name)}) has no annotations to train "
+                    f"on: none of its {len(dicts)} images has a well-formed one that is not a "
+                    f"crowd region. Add annotations, or remove {name!r} from DATASETS.TRAIN"
+                )
+        parts.append(dicts)
+    dicts = list(itertools.chain.from_iterable(parts))
+    if "annotations" in dicts[0]:
+        if filter_empty:
+            dicts = filter_images_with_only_crowd_annotations(dicts)
+        classes = [MetadataCatalog.get(n).get("thing_classes", None) for n in names]
+        if all(c is not None for c in classes):  # as detectron2 checks them, after cleaning
+            try:
+                check_metadata_consistency("thing_classes", names)
+            except ValueError as e:
+                raise DatasetError(f"DATASETS.TRAIN {', '.join(names)}: {e}") from e
+            print_instances_class_histogram(dicts, classes[0])
     return dicts
 
 

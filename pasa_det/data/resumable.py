@@ -18,7 +18,7 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-from .checks import BadImageError, map_naming_file
+from .checks import BadImageError, DatasetError, map_naming_file
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +102,10 @@ class PositionSeededDataset(Dataset):
             if mapped is not None:
                 return mapped
             index = fallback.randrange(len(self.dicts))
-        raise RuntimeError(
-            "the mapper dropped (or could not read) every sample of the training set"
+        raise DatasetError(
+            f"{len(self.dicts)} samples in a row of the {len(self.dicts)}-image training set "
+            "could not be read or were dropped by the mapper (the warnings above name the "
+            "unreadable files): fix or replace those files"
         )
 
 

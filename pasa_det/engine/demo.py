@@ -1,8 +1,10 @@
 """Demo inference: draw a model's predictions on image files, streamed one at a time."""
 
 import glob
+import itertools
 import logging
 import os
+import tempfile
 from typing import Iterable, Iterator, Tuple
 
 import torch
@@ -21,6 +23,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DRAWN_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")  # what matplotlib writes
 
 
+class DemoError(ValueError):
+    """--input or --output that the demo cannot work with."""
+
+
 def iter_image_paths(inputs: Iterable[str]) -> Iterator[str]:
     """Files as given, glob patterns and directories (their image files, sorted),
     yielded lazily so a large folder is never listed into memory at once."""
@@ -33,6 +39,43 @@ def iter_image_paths(inputs: Iterable[str]) -> Iterator[str]:
             yield from sorted(glob.iglob(item, recursive=True))
         else:
             yield item
+
+
+def checked_image_paths(inputs) -> Iterator[str]:
+    """`iter_image_paths`, refused when it yields nothing at all: before the model is built,
+    rather than ending with "wrote 0 images"."""
+    inputs = [str(item) for item in inputs]
+    paths = iter_image_paths(inputs)
+    first = next(paths, None)
+    if first is None:
+        raise DemoError(
+            f"--input {' '.join(inputs)} matches no file: a folder gives its "
+            f"{' '.join(IMAGE_EXTENSIONS)} files (not its subfolders'), a glob pattern the files "
+            "it matches; name image files, folders that hold them, or a quoted pattern like "
+            "'photos/**/*.jpg'"
+        )
+    return itertools.chain([first], paths)
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Create `output_dir` and write a probe file in it, so that a folder that cannot take
+    the drawings is named before the model is built, not after the first image."""
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as e:
+        existing = output_dir
+        while existing and not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        why = (
+            f"{existing} is a file, not a folder"
+            if os.path.isfile(existing)
+            else (e.strerror or str(e)).lower()
+        )
+        raise DemoError(
+            f"--output {output_dir} cannot be written ({why}); choose a folder you can write to"
+        ) from None
 
 
 def draw_predictions(image_rgb, predictions, metadata, confidence_threshold: float):
@@ -48,7 +91,17 @@ def draw_predictions(image_rgb, predictions, metadata, confidence_threshold: flo
 
 def _predictor(cfg) -> DefaultPredictor:
     """detectron2's predictor with MODEL.WEIGHTS loaded by SafeCheckpointer
-    (DefaultPredictor's own DetectionCheckpointer checks nothing)."""
+    (DefaultPredictor's own DetectionCheckpointer checks nothing).
+
+    Empty MODEL.WEIGHTS is warned about, not refused: drawing an untrained model's output
+    is how the demo is smoke-tested and measured (tests, dev/measure_memory.py), while a
+    user who forgot the weights sees the warning first and in the summary line."""
+    if not cfg.MODEL.WEIGHTS:
+        logger.warning(
+            "MODEL.WEIGHTS is empty: the drawings come from an UNTRAINED, randomly initialised "
+            "model and show nothing learned; set MODEL.WEIGHTS to a trained checkpoint (e.g. "
+            "OUTPUT_DIR/model_final.pth)"
+        )
     bare = cfg.clone()
     bare.defrost()
     bare.MODEL.WEIGHTS = ""
@@ -95,12 +148,13 @@ def run_demo(
 ) -> Tuple[int, int]:
     """Write `<output_dir>/<input file name>` for every readable input image; return
     (images written, images skipped because they could not be read)."""
+    check_output_dir(output_dir)
+    paths = checked_image_paths(inputs)
     metadata = class_metadata(cfg)
     predictor = _predictor(cfg)
-    os.makedirs(output_dir, exist_ok=True)
     written = skipped = 0
     taken = set()
-    for path in tqdm(iter_image_paths(inputs), desc="demo", unit="img"):
+    for path in tqdm(paths, desc="demo", unit="img"):
         try:
             image = read_image(path, format=cfg.INPUT.FORMAT)
         except Exception as e:  # unreadable, truncated or missing file: name it and go on

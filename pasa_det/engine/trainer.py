@@ -25,20 +25,22 @@ from detectron2.engine import (
     create_ddp_model,
     default_setup,
 )
-from detectron2.engine.hooks import EvalHook
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+from detectron2.engine.hooks import EvalHook, PeriodicCheckpointer
+from detectron2.evaluation import DatasetEvaluators
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from pasa_det.checkpoint.loading import SafeCheckpointer
-from pasa_det.config import load_config
+from pasa_det.checkpoint.loading import CheckpointError, SafeCheckpointer
+from pasa_det.config import ConfigError, load_config
 from pasa_det.data.checks import (
+    DatasetError,
     FileNamingMapper,
     check_datasets_registered,
     check_num_classes,
     load_dataset_dicts,
+    load_training_dicts,
 )
 from pasa_det.data.datasets.from_config import register_datasets_from_config
 from pasa_det.data.prepare import prepare_dataset
@@ -50,12 +52,22 @@ from pasa_det.data.resumable import (
 )
 from pasa_det.detectron2_versions import fast_cocoeval_available, write_metrics
 from pasa_det.evaluation import (
+    CheckedCOCOEvaluator,
     CityscapesInstanceEvaluator,
     SemSegEvaluator,
     build_shift_consistency_evaluator,
+    check_evaluation_data,
 )
 
-from .interrupt import CheckpointOnSignal
+from .interrupt import (
+    CheckpointOnSignal,
+    EvaluationInterrupted,
+    signals_stop_evaluation,
+)
+from .norm_statistics import EqualNormStatistics
+from .output_lock import OutputDirBusy, lock_output_dir
+from .partial_results import results_kept_only_if_complete
+from .resume_check import describe, incompatible_keys
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -68,9 +80,11 @@ class TrainingStep(SimpleTrainer):
     - `precision` (None, "float16" or "bfloat16") autocasts on the model's device, the
       CPU included (detectron2's AMPTrainer is CUDA only); float16 scales the loss
       against underflow, bfloat16 has float32's range and needs no scaling;
-    - a non-finite loss term in any process stops every process before the weights
-      change (detectron2 checks the main process only, after backward, leaving the
-      others waiting); `on_non_finite(terms)` is called first;
+    - a non-finite loss term in any process, or a total loss over `divergence_factor`
+      times the first iteration's (gradient clipping keeps an exploding loss finite),
+      stops every process before the weights change (detectron2 checks the main process
+      only, after backward, leaving the others waiting); `on_non_finite(terms)` is
+      called first;
     - batches come from its own iterator, made at the first step, so a resumable
       loader positioned after construction starts where it should;
     - with a `seed`, the global RNGs are seeded from (seed, iteration, rank) before each
@@ -80,10 +94,19 @@ class TrainingStep(SimpleTrainer):
     """
 
     def __init__(
-        self, model, data_loader, optimizer, precision=None, on_non_finite=None, seed=None
+        self,
+        model,
+        data_loader,
+        optimizer,
+        precision=None,
+        on_non_finite=None,
+        seed=None,
+        divergence_factor=0.0,
     ):
         super().__init__(model, data_loader, optimizer)
         self.seed = seed
+        self.divergence_factor = divergence_factor
+        self.first_loss = None  # the run's first total loss (checkpointed: resume keeps it)
         self.device_type = next(model.parameters()).device.type
         self.dtype = getattr(torch, precision) if precision else None
         self.grad_scaler = torch.amp.GradScaler(
@@ -117,16 +140,32 @@ class TrainingStep(SimpleTrainer):
         self.grad_scaler.update()
 
     def _stop_on_non_finite(self, loss_dict, detectron2_error: str = ""):
-        """Every process stops, together, when any has a non-finite loss term or detectron2
-        found non-finite predictions (`detectron2_error`) in its forward pass."""
+        """Every process stops, together, when any has a non-finite loss term, detectron2
+        found non-finite predictions (`detectron2_error`) in its forward pass, or the
+        total loss (the mean over processes) exploded past `divergence_factor` times the
+        first iteration's."""
         bad = {k: v.item() for k, v in loss_dict.items() if not torch.isfinite(v).all()}
         failed = bool(bad or detectron2_error)
-        failed = any(comm.all_gather(failed)) if comm.get_world_size() > 1 else failed
-        if not failed:
+        total = float(sum(v.detach() for v in loss_dict.values())) if not failed else float("nan")
+        if comm.get_world_size() > 1:
+            gathered = comm.all_gather((failed, total))
+            failed = any(f for f, _ in gathered)
+            total = sum(t for _, t in gathered) / len(gathered)
+        exploded = False
+        if not failed and self.divergence_factor:
+            if self.first_loss is None:
+                self.first_loss = total
+            exploded = total > self.divergence_factor * abs(self.first_loss)
+        if not (failed or exploded):
             return
         terms = ", ".join(f"{k}={v}" for k, v in bad.items())
         if detectron2_error:
             terms = f"detectron2: {detectron2_error.rstrip('.')}"
+        if exploded:
+            terms = (
+                f"total loss {total:.3g}, over SOLVER.DIVERGENCE_LOSS_FACTOR "
+                f"{self.divergence_factor:g} times the first iteration's {self.first_loss:.3g}"
+            )
         terms = terms or "in another process"
         if self.on_non_finite is not None:
             self.on_non_finite(terms)
@@ -136,12 +175,15 @@ class TrainingStep(SimpleTrainer):
         state = super().state_dict()
         if self.grad_scaler.is_enabled():
             state["grad_scaler"] = self.grad_scaler.state_dict()
+        if self.first_loss is not None:
+            state["first_loss"] = self.first_loss
         return state
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
         if self.grad_scaler.is_enabled() and "grad_scaler" in state_dict:
             self.grad_scaler.load_state_dict(state_dict["grad_scaler"])
+        self.first_loss = state_dict.get("first_loss", self.first_loss)
 
 
 def semantic_train_augmentations(cfg):
@@ -194,12 +236,17 @@ def divergence_advice(cfg) -> str:
     return "; ".join(advice)
 
 
+# Errors whose message says what happened and what to change: logged without a traceback.
+_EXPLAINED = (NonFiniteLossError, CheckpointError, DatasetError, ConfigError)
+
+
 class _OwnStopInOneLine(logging.Filter):
-    """detectron2 logs any exception that ends training with its traceback; a divergence
-    already explains itself (what happened, what to change), so it is logged as one line."""
+    """detectron2 logs any exception that ends training with its traceback; pasa_det's own
+    errors (a divergence, a checkpoint that cannot be written, bad data or config) explain
+    themselves (what happened, what to change), so they are logged as one line."""
 
     def filter(self, record):
-        if record.exc_info and isinstance(record.exc_info[1], NonFiniteLossError):
+        if record.exc_info and isinstance(record.exc_info[1], _EXPLAINED):
             record.msg, record.args = f"Training stopped: {record.exc_info[1]}", ()
             record.exc_info = record.exc_text = None
         return True
@@ -241,6 +288,7 @@ class Trainer(DefaultTrainer):
             precision=cfg.SOLVER.AMP.PRECISION if cfg.SOLVER.AMP.ENABLED else None,
             on_non_finite=self._stop_on_non_finite,
             seed=cfg.SEED if cfg.SEED >= 0 else None,
+            divergence_factor=cfg.SOLVER.DIVERGENCE_LOSS_FACTOR,
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SafeCheckpointer.from_config(
@@ -298,9 +346,10 @@ class Trainer(DefaultTrainer):
         evaluator_type = MetadataCatalog.get(dataset_name).evaluator_type
         evaluators = []
         if evaluator_type in ("coco", "coco_panoptic_seg"):
-            # detectron2's C++ COCOeval where it is built (same AP as pycocotools', faster).
+            # detectron2's C++ COCOeval where it is built (same AP as pycocotools', faster),
+            # without the malformed annotations that training leaves out.
             evaluators.append(
-                COCOEvaluator(
+                CheckedCOCOEvaluator(
                     dataset_name, output_dir=output_folder, use_fast_impl=fast_cocoeval_available()
                 )
             )
@@ -317,7 +366,16 @@ class Trainer(DefaultTrainer):
     @classmethod
     def test(cls, cfg, model, evaluators=None):
         """detectron2's test, plus shift consistency when TEST.SHIFT_CONSISTENCY.ENABLED
-        (its evaluators run the model again, so they are built with it)."""
+        (its evaluators run the model again, so they are built with it). SIGINT/SIGTERM
+        stop it at once (EvaluationInterrupted), and what it had written under
+        OUTPUT_DIR/inference is removed: no partial result passes for a complete one."""
+        with signals_stop_evaluation(), results_kept_only_if_complete(
+            os.path.join(cfg.OUTPUT_DIR, "inference")
+        ):
+            return cls._test(cfg, model, evaluators)
+
+    @classmethod
+    def _test(cls, cfg, model, evaluators):
         if evaluators is None and cfg.TEST.SHIFT_CONSISTENCY.ENABLED:
             evaluators = [
                 DatasetEvaluators(
@@ -334,10 +392,35 @@ class Trainer(DefaultTrainer):
         hooks = super().build_hooks()
         if self.cfg.SEED >= 0:
             hooks.insert(0, SeedEachIteration(self.cfg.SEED))
-        hooks.append(
-            CheckpointOnSignal(self.checkpointer)
-        )  # last: after the step's checkpoint and schedule
+        if comm.get_world_size() > 1:
+            # Before the checkpointer (main process only) and evaluation, in every process.
+            first_reader = next(
+                i for i, h in enumerate(hooks) if isinstance(h, (PeriodicCheckpointer, EvalHook))
+            )
+            hooks.insert(first_reader, EqualNormStatistics(self.model))
+        self.signal_hook = CheckpointOnSignal(self.checkpointer)
+        hooks.append(self.signal_hook)  # last: after the step's checkpoint and schedule
         return hooks
+
+    @property
+    def last_eval_results(self):
+        """The latest evaluation's results (detectron2 keeps them as `_last_eval_results`)."""
+        return getattr(self, "_last_eval_results", None)
+
+    def train(self):
+        """detectron2's train. A signal during a periodic evaluation saves the model as a
+        signal during training does; during the final one, model_final.pth is complete."""
+        try:
+            return super().train()
+        except EvaluationInterrupted as e:
+            if self.iter < self.max_iter:
+                self.signal_hook.save_and_stop(e.signum)
+            final = os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")
+            raise EvaluationInterrupted(
+                e.signum, f"{final} is complete: evaluate it with --eval-only MODEL.WEIGHTS {final}"
+            ) from None
+        finally:
+            self.signal_hook.close()
 
     def resume_or_load(self, resume=True):
         if resume and not self.checkpointer.has_checkpoint():
@@ -370,11 +453,12 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        """detectron2's training loader, made resumable (pasa_det.data.resumable)."""
+        """detectron2's training loader, made resumable (pasa_det.data.resumable), without
+        malformed annotations; what would stop the evaluation after training stops it now."""
         register_datasets_from_config(cfg)
         for name in cfg.DATASETS.TRAIN:
             prepare_dataset(name)
-        dicts = load_dataset_dicts(
+        dicts = load_training_dicts(
             cfg.DATASETS.TRAIN,
             filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
             min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
@@ -383,6 +467,7 @@ class Trainer(DefaultTrainer):
             proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
         )
         check_num_classes(cfg, cfg.DATASETS.TRAIN)  # the metadata is complete once read
+        check_evaluation_data(cfg)
         if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
             mapper = DatasetMapper(
                 cfg, is_train=True, augmentations=semantic_train_augmentations(cfg)
@@ -419,7 +504,7 @@ class Trainer(DefaultTrainer):
         check_num_classes(cfg, [dataset_name])
         return build_detection_test_loader(
             dicts,
-            mapper=FileNamingMapper(DatasetMapper(cfg, is_train=False)),
+            mapper=FileNamingMapper(DatasetMapper(cfg, is_train=False), dataset_name),
             num_workers=cfg.DATALOADER.NUM_WORKERS,
         )
 
@@ -432,9 +517,12 @@ class Trainer(DefaultTrainer):
 def setup_cfg(args):
     """The config of --config-file and trailing KEY VALUE pairs, frozen, its datasets
     registered and checked (before any model is built), with detectron2's default_setup
-    (output folder, logging, seeds)."""
+    (output folder, logging, seeds). Before anything is written to OUTPUT_DIR: the folder
+    is locked for this run (another live run there is an error naming it), and --resume
+    with a config that cannot continue the run there is an error naming the keys."""
     cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
+    _claim_output_dir(cfg, resume=args.resume and not args.eval_only)
     default_setup(cfg, args)
     # pasa_det's own messages (skipped images, signals, resume) go to the console and to
     # OUTPUT_DIR/log.txt with timestamps, as detectron2's do.
@@ -445,3 +533,35 @@ def setup_cfg(args):
     check_datasets_registered(cfg)
     check_num_classes(cfg, [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST])
     return cfg
+
+
+def _claim_output_dir(cfg, resume: bool) -> None:
+    """The main process locks OUTPUT_DIR and, for --resume, checks the config against the
+    run's; every process raises the same error when either fails."""
+    problem = None
+    if comm.is_main_process():
+        try:
+            lock_output_dir(cfg.OUTPUT_DIR)
+            if resume:
+                problem = _cannot_resume(cfg)
+        except OutputDirBusy as e:
+            problem = str(e)
+    if comm.get_world_size() > 1:
+        problem = comm.all_gather(problem)[0]
+    if problem:
+        raise ConfigError(problem)
+
+
+def _cannot_resume(cfg):
+    """Why `cfg` cannot continue the run checkpointed in OUTPUT_DIR, or None."""
+    folder = cfg.OUTPUT_DIR
+    run_config = os.path.join(folder, "config.yaml")
+    if not (os.path.isfile(os.path.join(folder, "last_checkpoint")) and os.path.isfile(run_config)):
+        return None
+    try:
+        run_cfg = load_config(run_config)
+    except ConfigError as e:  # written by another version: the checkpoint check still applies
+        logging.getLogger(__name__).warning(f"cannot compare with the run's config: {e}")
+        return None
+    culprits = incompatible_keys(run_cfg, cfg, Trainer.build_model, Trainer.build_optimizer)
+    return describe(culprits, folder) if culprits else None

@@ -1,6 +1,8 @@
 """Evaluators."""
 
+from .checks import check_evaluation_data
 from .cityscapes import CityscapesInstanceEvaluator
+from .coco import CheckedCOCOEvaluator
 from .export import json_ready
 from .sem_seg import SemSegEvaluator, scores_from_confusion
 from .shift_consistency import (
@@ -10,7 +12,9 @@ from .shift_consistency import (
 )
 
 __all__ = [
+    "check_evaluation_data",
     "json_ready",
+    "CheckedCOCOEvaluator",
     "CityscapesInstanceEvaluator",
     "SemSegEvaluator",
     "scores_from_confusion",

@@ -20,11 +20,13 @@ import numpy as np
 import torch
 from detectron2.data import MetadataCatalog, detection_utils
 from detectron2.data import transforms as T
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
+from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
+from pasa_det.config import ConfigError
 from pasa_det.data.resumable import derive_seed
 
+from .coco import CheckedCOCOEvaluator
 from .export import json_ready
 
 # The four directions of the authors' protocol, as unit (dx, dy): right, left, down, up.
@@ -93,6 +95,25 @@ def translate(array: np.ndarray, dx: int, dy: int) -> np.ndarray:
 def shared_view(h: int, w: int, dx: int, dy: int) -> Tuple[slice, slice]:
     """The rows and columns of an (h, w) image that stay in frame when it moves by (dx, dy)."""
     return slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0))
+
+
+def check_shifts_fit(shifts: Sequence[int], images: Sequence[Dict], dataset_name: str) -> None:
+    """Every shift (px of the original image) leaves part of every image in frame, as
+    `translate` needs: a shift by an image's width or height zero-fills all of it, and the AP
+    at that shift measures nothing. `images`: COCO image entries (file_name, width, height)."""
+    sized = [image for image in images if "width" in image and "height" in image]
+    if not sized:
+        return
+    smallest = min(sized, key=lambda image: min(image["width"], image["height"]))
+    side = min(smallest["width"], smallest["height"])
+    if max(shifts) >= side:
+        raise ConfigError(
+            f"TEST.SHIFT_CONSISTENCY.SHIFTS={list(shifts)}: a shift of {max(shifts)} px moves "
+            f"image {smallest['file_name']} of {dataset_name!r} ({smallest['width']}x"
+            f"{smallest['height']} px) wholly out of frame. Shifts are px of the original image "
+            f"and must stay below every image's width and height: use shifts up to {side - 1} "
+            "(the default is [1, 2, 5, 10, 20])"
+        )
 
 
 def label_agreement(labels_a: torch.Tensor, offset_a, labels_b: torch.Tensor, offset_b) -> float:
@@ -186,9 +207,10 @@ class SemSegShiftConsistency(DatasetEvaluator):
             image = inp["image"]
             h, w = image.shape[-2] - self.max_shift, image.shape[-1] - self.max_shift
             if h < 1 or w < 1:
-                raise ValueError(
+                raise ConfigError(
                     f"TEST.SHIFT_CONSISTENCY.MAX_SHIFT={self.max_shift} leaves no crop of the "
-                    f"{tuple(image.shape[-2:])} input {inp['file_name']}"
+                    f"{tuple(image.shape[-2:])} test input of {inp['file_name']}: set it below "
+                    f"{min(image.shape[-2:])}, or make the test inputs larger (INPUT.MIN_SIZE_TEST)"
                 )
             rng = np.random.default_rng(image_seed(self.seed, inp["file_name"]))
             for _ in range(self.num_pairs):
@@ -255,10 +277,16 @@ class InstanceShiftConsistency(DatasetEvaluator):
             (f"{name}{d}", ux * d, uy * d)
             for d, (name, (ux, uy)) in itertools.product(shifts, DIRECTIONS.items())
         ]
-        self.coco = {
-            name: COCOEvaluator(dataset_name, output_dir=None, use_fast_impl=False)
-            for name in ["0"] + [s[0] for s in self.shifts]
-        }
+        # The tasks are fixed: inferred from the predictions, a shift without any would
+        # lack "segm".
+        tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
+        self.coco = {}
+        for name in ["0"] + [s[0] for s in self.shifts]:
+            self.coco[name] = CheckedCOCOEvaluator(
+                dataset_name, tasks, output_dir=None, use_fast_impl=False
+            )
+            if name == "0":  # before loading the ground truth 4 x len(shifts) times more
+                check_shifts_fit(shifts, self.coco[name]._coco_api.dataset["images"], dataset_name)
 
     def reset(self):
         for evaluator in self.coco.values():

@@ -103,6 +103,19 @@ def test_nothing_matching_is_refused(tmp_path):
         SafeCheckpointer(model()).load(str(path))
 
 
+def test_only_buffers_matching_is_refused(tmp_path):
+    """BN step counters (and pixel_mean/std) say nothing about the weights: a checkpoint
+    that matches the model only there loads nothing."""
+    target = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    path = tmp_path / "counters.pth"
+    torch.save({"1.num_batches_tracked": torch.tensor(7), "encoder.weight": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match=r"no weight of the checkpoint matches the model"):
+        SafeCheckpointer(target).load(str(path))
+    weights = {k: v for k, v in target.state_dict().items() if not k.endswith("batches_tracked")}
+    assert all(torch.equal(v, before[k]) for k, v in weights.items())
+
+
 def test_backbone_only_checkpoint_loads_without_its_missing_heads(tmp_path):
     path = tmp_path / "backbone.pkl"
     source = model()
@@ -129,7 +142,7 @@ def test_crash_while_saving_leaves_last_checkpoint_on_the_previous_complete_file
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash_half_way)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match=r"model_0000002\.pth: disk full"):
         checkpointer.save("model_0000002")
     monkeypatch.undo()
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000001.pth"]

@@ -120,14 +120,34 @@ def test_bad_training_image_is_logged_and_replaced_deterministically(tmp_path, c
         PositionSeededDataset(dicts, read, seed=0, skip_bad_images=False)[(0, 0)]
 
 
-def test_bad_evaluation_image_stops_evaluation_naming_it(tmp_path):
-    coco_dataset(tmp_path, "reliability_eval_bad_image", ["a.png", "b.png"])
-    (tmp_path / "images" / "b.png").write_bytes(b"\x89PNG broken")
+def test_a_training_set_of_unreadable_images_is_one_error(tmp_path):
+    (tmp_path / "truncated.png").write_bytes(png_bytes()[:100])
+    dicts = [{"file_name": str(tmp_path / "truncated.png")}] * 2
+    with pytest.raises(DatasetError) as e:
+        PositionSeededDataset(dicts, read, seed=0, skip_bad_images=True)[(0, 0)]
+    assert str(e.value) == (
+        "2 samples in a row of the 2-image training set could not be read or were dropped by "
+        "the mapper (the warnings above name the unreadable files): fix or replace those files"
+    )
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_bad_evaluation_image_stops_evaluation_naming_it_and_the_fix(tmp_path, workers):
+    """In one line also from a data-loader worker, whose error torch re-raises with the
+    worker's traceback in its message."""
+    json_file, images = coco_dataset(tmp_path, "reliability_eval_bad_image", ["a.png", "b.png"])
+    (images / "b.png").write_bytes(png_bytes()[:200])  # truncated
     cfg = load_config(
         QUICK_INSTANCE,
-        ["DATASETS.TEST", "('reliability_eval_bad_image',)", "DATALOADER.NUM_WORKERS", "0"]
+        ["DATASETS.TEST", "('reliability_eval_bad_image',)", "DATALOADER.NUM_WORKERS", str(workers)]
         + ["MODEL.ROI_HEADS.NUM_CLASSES", "1"],
     )
     loader = Trainer.build_test_loader(cfg, "reliability_eval_bad_image")
-    with pytest.raises(BadImageError, match=r"cannot read .*images/b\.png"):
+    with pytest.raises(DatasetError) as e:  # a user error (tools print "error: …"), and
         list(loader)
+    assert isinstance(e.value, BadImageError) and isinstance(e.value, OSError)  # still these
+    assert str(e.value) == (
+        f"cannot read {images / 'b.png'}: OSError: image file is truncated. Evaluation does "
+        "not skip images (the metrics would describe a smaller set): replace the file, or "
+        f"remove it and its annotations from {json_file}"
+    )

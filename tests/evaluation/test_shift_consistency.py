@@ -15,7 +15,7 @@ from detectron2.structures import Boxes, Instances
 from PIL import Image
 from pycocotools import mask as mask_util
 
-from pasa_det.config import load_config
+from pasa_det.config import ConfigError, load_config
 from pasa_det.evaluation import InstanceShiftConsistency, SemSegShiftConsistency
 from pasa_det.evaluation.shift_consistency import (
     label_agreement,
@@ -101,9 +101,15 @@ def test_position_dependent_segmenter_agrees_measurably_less():
     assert other_seed != res
 
 
-def test_max_shift_larger_than_the_image_is_a_clear_error():
-    with pytest.raises(ValueError, match="MAX_SHIFT=100"):
-        semantic_consistency(semantic_stub(False), semantic_inputs(size=(40, 40)), max_shift=100)
+def test_max_shift_larger_than_the_image_is_a_config_error_with_the_fix():
+    """The config check bounds MAX_SHIFT by the test sizes; an image whose aspect ratio
+    makes its input smaller still is named here."""
+    with pytest.raises(ConfigError) as e:
+        semantic_consistency(semantic_stub(False), semantic_inputs(size=(40, 52)), max_shift=45)
+    assert str(e.value) == (
+        "TEST.SHIFT_CONSISTENCY.MAX_SHIFT=45 leaves no crop of the (40, 52) test input of "
+        "image0.png: set it below 40, or make the test inputs larger (INPUT.MIN_SIZE_TEST)"
+    )
 
 
 # --- instance segmentation -------------------------------------------------------------
@@ -130,9 +136,13 @@ def test_match_instances_is_greedy_one_to_one():
 
 @pytest.fixture(scope="module")
 def squares_dataset(tmp_path_factory):
+    return write_squares(tmp_path_factory.mktemp("squares"), "test_shift_squares")
+
+
+def write_squares(root, name, extra_annotations=()):
     """Dark images with two bright squares each, kept 24 px from the borders so that
-    no shift of the protocol moves them out of frame; COCO json with their masks."""
-    root = tmp_path_factory.mktemp("squares")
+    no shift of the protocol moves them out of frame; COCO json with their masks (and
+    `extra_annotations`), registered as `name`."""
     rng = np.random.default_rng(1)
     images, annotations = [], []
     for image_id in range(1, 4):
@@ -161,12 +171,11 @@ def squares_dataset(tmp_path_factory):
         json.dump(
             {
                 "images": images,
-                "annotations": annotations,
+                "annotations": annotations + list(extra_annotations),
                 "categories": [{"id": 1, "name": "square"}],
             },
             f,
         )
-    name = "test_shift_squares"
     if name not in DatasetCatalog.list():
         DatasetCatalog.register(name, lambda: load_coco_json(json_file, str(root), name))
         MetadataCatalog.get(name).set(
@@ -216,7 +225,11 @@ def instance_stub(position_dependent: bool):
     return model
 
 
-def instance_consistency(dataset_name, model, shifts=(1, 2, 5, 10, 20), output_dir=None):
+def instance_consistency(
+    dataset_name, model, shifts=(1, 2, 5, 10, 20), output_dir=None, shifted_model=None
+):
+    """The evaluator's results on `dataset_name`: `model` predicts the original images,
+    `shifted_model` (default: `model`) the shifted ones."""
     cfg = load_config(
         os.path.join(
             ROOT, "configs/Synthetic-InstanceSegmentation/mask_rcnn_R_18_FPN_quick_pasa.yaml"
@@ -226,7 +239,7 @@ def instance_consistency(dataset_name, model, shifts=(1, 2, 5, 10, 20), output_d
         ["INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "1000", "INPUT.FORMAT", "RGB"]
     )
     evaluator = InstanceShiftConsistency(
-        model, dataset_name, cfg, shifts=shifts, output_dir=output_dir
+        shifted_model or model, dataset_name, cfg, shifts=shifts, output_dir=output_dir
     )
     evaluator.reset()
     for d in DatasetCatalog.get(dataset_name):
@@ -295,3 +308,42 @@ def test_instance_results_are_written_as_json_and_logged_as_a_table(squares_data
     ]
     assert lines[3].split()[0] == "5"
     assert f"mask IoU of matched instances, %: {res['mask_iou']:.2f}" in table
+
+
+def test_shifts_that_move_an_image_wholly_out_of_frame_are_a_config_error(squares_dataset):
+    """They used to end, after the whole inference, in KeyError: 'segm' (or an AP of a
+    black image)."""
+    with pytest.raises(ConfigError) as e:
+        instance_consistency(squares_dataset, instance_stub(False), shifts=(1, 96))
+    assert str(e.value) == (
+        "TEST.SHIFT_CONSISTENCY.SHIFTS=[1, 96]: a shift of 96 px moves image 1.png of "
+        "'test_shift_squares' (112x96 px) wholly out of frame. Shifts are px of the original "
+        "image and must stay below every image's width and height: use shifts up to 95 (the "
+        "default is [1, 2, 5, 10, 20])"
+    )
+
+
+def test_a_shift_without_any_prediction_is_scored_not_a_key_error(squares_dataset):
+    """COCOEvaluator infers its tasks from the predictions: none at a shift meant no "segm"."""
+
+    def blind(inputs):  # finds nothing in any shifted input
+        return instance_stub(False)([{**i, "image": torch.zeros_like(i["image"])} for i in inputs])
+
+    res = instance_consistency(squares_dataset, instance_stub(False), (1,), shifted_model=blind)
+    assert res["segm_AP_0"] == 100 and np.isnan(res["segm_AP_right1"])
+    assert np.isnan(res["bbox_AP_mean"])
+
+
+def test_malformed_ground_truth_is_left_out_as_in_training(tmp_path):
+    """Without it pycocotools fails on the 2-point polygon; kept, the box of width 0 would
+    be an object the model misses, at every shift."""
+    malformed = [
+        {"id": 101, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 1.0}
+        | {"segmentation": [[1, 1, 2, 2]], "bbox": [1, 1, 1, 1]},
+        {"id": 102, "image_id": 2, "category_id": 1, "iscrowd": 0, "area": 1.0}
+        | {"segmentation": [[5, 5, 9, 5, 9, 9]], "bbox": [5, 5, 0, 4]},
+    ]
+    name = write_squares(tmp_path, "test_shift_squares_malformed", malformed)
+    res = instance_consistency(name, instance_stub(False), shifts=(1, 5))
+    aps = {v for k, v in res.items() if "_AP_" in k and not k.endswith(("spread", "std"))}
+    assert aps == {100.0}

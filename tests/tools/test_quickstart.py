@@ -7,6 +7,8 @@ import os
 import pytest
 
 from pasa_det.analysis.tables import render
+from pasa_det.detectron2_versions import detectron2_release
+from tests.helpers.paths import ROOT
 from tests.helpers.scripts import run_tool
 
 
@@ -47,3 +49,21 @@ def test_quickstart_reports_a_bad_override_in_one_line():
         "error: command-line overrides: unknown config key SOLVER.MAX_ITERS; "
         "did you mean SOLVER.MAX_ITER?"
     )
+
+
+@pytest.mark.slow
+def test_quickstart_gives_the_committed_result_of_this_detectron2(tmp_path):
+    """The README's quickstart table is what `make quickstart` produces: the same trained
+    weights (bit for bit) and the same AP, on this detectron2 route."""
+    committed = os.path.join(
+        ROOT, "results", "cpu", f"quickstart_detectron2-{detectron2_release()}.json"
+    )
+    with open(committed) as f:
+        expected = json.load(f)
+    run = run_tool("quickstart.py", "OUTPUT_DIR", tmp_path, timeout=1800)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads((tmp_path / "metrics_final.json").read_text())
+    stale = f"{committed} is stale: re-run `make quickstart` on this route and commit its metrics_final.json"
+    assert got["weights_sha256"] == expected["weights_sha256"], stale
+    for task in ("bbox", "segm"):
+        assert got[task]["AP"] == pytest.approx(expected[task]["AP"], abs=1e-9), stale

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from pasa_det.analysis.printed_results import copypaste_results
 from tests.helpers.paths import QUICK_INSTANCE, ROOT
 from tests.helpers.scripts import run_tool
 
@@ -22,15 +23,6 @@ def train_net(*args, check=True):
     if check and run.returncode != 0:
         raise AssertionError(f"train_net failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
     return run
-
-
-def copypaste_results(output: str):
-    """detectron2's `copypaste:` lines: {task: {metric: value}}."""
-    lines = [s.split("copypaste: ", 1)[1] for s in output.splitlines() if "copypaste: " in s]
-    tasks = [s.split(" ")[1] for s in lines if s.startswith("Task: ")]
-    tables = [s for s in lines if not s.startswith("Task: ")]
-    values = [[None if v == "nan" else float(v) for v in row.split(",")] for row in tables[1::2]]
-    return {task: dict(zip(tables[2 * i].split(","), values[i])) for i, task in enumerate(tasks)}
 
 
 @pytest.fixture(scope="module")
