@@ -6,6 +6,8 @@
 # from when set-up installs it; see dev/build_detectron2.py.
 PYTHON ?= .venv/bin/python
 export DETECTRON2_SOURCE
+# make test TESTS="tests/layers tests/modeling": only these test folders or files.
+TESTS ?=
 
 # make test-detectron2-main [DETECTRON2_SOURCE=path|url]: the whole suite against a detectron2
 # built with its C++ ops from DETECTRON2_SOURCE (default: detectron2's GitHub main), in its own venv.
@@ -18,10 +20,10 @@ setup:
 	bash dev/setup.sh $(PYTHON)
 
 test: setup
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest $(TESTS)
 
 test-slow: setup
-	$(PYTHON) -m pytest -m slow
+	$(PYTHON) -m pytest -m slow $(TESTS)
 
 # ruff: lint, import order and format (settings in pyproject.toml); clang-format for the
 # C++ kernel (.clang-format).
