@@ -9,21 +9,11 @@ import time
 
 import pytest
 import torch
-from detectron2.engine import HookBase
 
 from pasa_det.engine import NonFiniteLossError, TrainingInterrupted
 from tests.helpers.paths import QUICK_INSTANCE, ROOT
 from tests.helpers.scripts import run_tool
-from tests.helpers.tiny_training import TINY, trainer
-
-
-class At(HookBase):
-    def __init__(self, iteration, action):
-        self.iteration, self.action = iteration, action
-
-    def before_step(self):
-        if self.trainer.iter == self.iteration:
-            self.action(self.trainer)
+from tests.helpers.tiny_training import TINY, At, trainer
 
 
 @pytest.fixture(scope="module")

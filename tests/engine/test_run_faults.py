@@ -25,7 +25,7 @@ from pasa_det.engine.resume_check import incompatible_keys
 from pasa_det.evaluation.headline_metrics import EvaluationFailed, check_headline_metrics
 from tests.helpers.paths import QUICK_INSTANCE, ROOT
 from tests.helpers.scripts import run_tool
-from tests.helpers.tiny_training import TINY, trainer
+from tests.helpers.tiny_training import TINY, At, trainer
 
 # A quick evaluation: 64-px test images, few detections each.
 EVAL = [
@@ -241,12 +241,7 @@ def test_a_loss_exploding_past_the_factor_stops_training_with_the_divergence_lin
         forward = t.model.forward
         t.model.forward = lambda batch: {k: v * 1e5 for k, v in forward(batch).items()}
 
-    class At(HookBase):
-        def before_step(self):
-            if self.trainer.iter == 2:
-                explode(self.trainer)
-
-    t = trainer(tmp_path, "SOLVER.CHECKPOINT_PERIOD", "1", hooks=[At()])
+    t = trainer(tmp_path, "SOLVER.CHECKPOINT_PERIOD", "1", hooks=[At(2, explode)])
     with pytest.raises(
         NonFiniteLossError,
         match=r"^training diverged at iteration 2 \(total loss \S+, over "

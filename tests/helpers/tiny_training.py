@@ -1,6 +1,7 @@
 """A tiny training run of the quick PASA Mask R-CNN config (64-px images, 4 iterations of
 2), built in this process: shared by the tests that train (not a test module)."""
 
+from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 
 from pasa_det.config import load_config
@@ -26,3 +27,14 @@ def trainer(output_dir, *opts, resume=False, hooks=()):
     t.register_hooks(list(hooks))
     t.resume_or_load(resume=resume)
     return t
+
+
+class At(HookBase):
+    """Runs `action(trainer)` before iteration `iteration`."""
+
+    def __init__(self, iteration, action):
+        self.iteration, self.action = iteration, action
+
+    def before_step(self):
+        if self.trainer.iter == self.iteration:
+            self.action(self.trainer)
