@@ -43,6 +43,9 @@ setup(
         # Cityscapes label preparation and instance AP (detectron2 imports it lazily).
         # cityscapesscripts 2.3.0, the latest, calls np.in1d, which NumPy 2.4 removed.
         "cityscapes": ["cityscapesscripts", "numpy<2.4"],
+        # tools/export_model.py and torch.onnx.export: ONNX files, onnxruntime to check them,
+        # onnxscript for the dynamo exporter.
+        "export": ["onnx", "onnxruntime", "onnxscript"],
         # Formatters pinned: their output changes between releases (`make lint`).
         "test": [
             "pytest>=7.3",
@@ -51,6 +54,9 @@ setup(
             "numpy<2.4",
             "ruff==0.17.6",
             "clang-format==23.1.5",
+            "onnx",
+            "onnxruntime",
+            "onnxscript",
         ],
         "dev": [
             "pytest>=7.3",

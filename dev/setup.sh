@@ -43,7 +43,7 @@ fi
 # The compile takes about half a minute, so an install whose kernel is newer than its
 # sources is kept.
 if "$PY" - 2>/dev/null <<'EOF'
-import pathlib, hypothesis, cityscapesscripts, ruff, pasa_det, pasa_det._C
+import pathlib, hypothesis, cityscapesscripts, ruff, onnx, onnxruntime, onnxscript, pasa_det, pasa_det._C
 here = pathlib.Path("pasa_det").resolve()
 assert pathlib.Path(pasa_det.__file__).resolve().parent == here
 sources = [pathlib.Path("setup.py"), *pathlib.Path("pasa_det/layers/csrc").iterdir()]

@@ -17,6 +17,7 @@ RANKS = {
     "evaluation": 3,
     "checkpoint": 3,
     "engine": 4,
+    "export": 4,
     "analysis": 5,
 }
 

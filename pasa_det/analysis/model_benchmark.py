@@ -2,8 +2,8 @@
 behind `tools/benchmark_model.py`.
 
 FLOPs are fvcore's (one multiply-add counts one), with handles for what the
-filters add that fvcore skips by default: PASA's weighted sum (a custom
-autograd Function, k*k multiply-adds per output) and the softmax.
+filters add that fvcore skips by default: PASA's weighted sum (traced as one
+`mul` and k*k - 1 `addcmul`s: k*k multiply-adds per output) and the softmax.
 """
 
 from pathlib import Path
@@ -27,19 +27,19 @@ MODELS = {
 }
 
 
-def _weighted_subsample_flops(inputs, outputs):
-    taps = inputs[1].type().sizes()[2]
-    return torch.Size(outputs[0].type().sizes()).numel() * taps
-
-
 def _elementwise_flops(inputs, outputs):
-    return torch.Size(inputs[0].type().sizes()).numel()
+    """One per output element; none for 0-dim results, which are the tracer's arithmetic
+    on sizes (traced as tensors), not work on data."""
+    sizes = outputs[0].type().sizes()
+    return torch.Size(sizes).numel() if sizes else 0
 
 
 FLOP_HANDLES = {
-    "prim::PythonOp.WeightedSubsample": _weighted_subsample_flops,
+    "aten::mul": _elementwise_flops,
+    "aten::addcmul": _elementwise_flops,
     "aten::softmax": _elementwise_flops,
     "aten::pad": None,  # reflect padding is a copy: no arithmetic
+    "aten::unflatten": None,  # PASA's channel groups: a view
 }
 
 

@@ -145,6 +145,24 @@ def multiprocess_ap(data: dict) -> str:
     return "\n".join(lines)
 
 
+def compile_benchmark(data: dict) -> str:
+    """Per step and filter, eager and torch.compile times and their ratios."""
+    lines = [
+        "| step | filter | eager (ms) | compiled (ms) | compiled / eager "
+        "| eager / none eager | compiled / none eager |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    runs = {(r["step"], r["antialias"], r["mode"]): r for r in data["records"]}
+    for step, aa in dict.fromkeys((r["step"], r["antialias"]) for r in data["records"]):
+        eager, compiled = runs[step, aa, "eager"], runs[step, aa, "compiled"]
+        lines.append(
+            f"| {step.replace('_', ' ')} | {aa} | {eager['seconds'] * 1e3:.1f} "
+            f"| {compiled['seconds'] * 1e3:.1f} | {_ratio(compiled['vs_eager'], lambda v: v <= 1)} "
+            f"| {_ratio(eager['vs_none_eager'])} | {_ratio(compiled['vs_none_eager'])} |"
+        )
+    return "\n".join(lines)
+
+
 def transcribed(data: dict) -> str:
     """A table kept from a run whose own JSON was not kept: columns and rows as printed."""
     lines = [
@@ -164,6 +182,7 @@ KINDS: Dict[str, Callable[[dict], str]] = {
     "comparison_differences": comparison_differences,
     "quickstart": quickstart,
     "multiprocess_ap": multiprocess_ap,
+    "compile_benchmark": compile_benchmark,
     "transcribed": transcribed,
 }
 

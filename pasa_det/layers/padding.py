@@ -1,10 +1,11 @@
 """Padding shared by the anti-aliasing filters."""
 
-import functools
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+
+from .capture import capturing
 
 PAD_MODES = ("reflect", "replicate", "zeros")
 
@@ -42,27 +43,43 @@ def _padded_index(size: int, pad: int, pad_mode: str) -> torch.Tensor:
     return torch.where(index >= size, 2 * (size - 1) - index, index)
 
 
-@functools.lru_cache(maxsize=256)
-def _border_patches(
-    height: int, width: int, kernel_size: int, stride: int, pad_mode: str, device: str
-):
+def _interior(size: int, out: int, kernel_size: int, stride: int) -> Tuple[int, int]:
+    """[lo, hi): the outputs along an axis whose window lies inside the map."""
+    pad = kernel_size // 2
+    lo = min(-(-pad // stride), out)
+    return lo, max(lo, min(out, (size - 1 - pad) // stride + 1))
+
+
+def _border_count(height: int, width: int, kernel_size: int, stride: int) -> int:
+    """How many outputs have a window that reaches into the padding."""
+    out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
+    top, bottom = _interior(height, out_h, kernel_size, stride)
+    left, right = _interior(width, out_w, kernel_size, stride)
+    return out_h * out_w - (bottom - top) * (right - left)
+
+
+def _border_patches(height: int, width: int, kernel_size: int, stride: int, pad_mode: str):
     """The outputs whose window reaches into the padding, as flat indices into
     the output map (P,), and the input pixels of their windows, as flat indices
     into the input map (k * k * P,), tap-major: all outputs' first tap, then
-    their second, ..."""
+    their second, ... The border is a frame: whole rows at the top and bottom,
+    then the left and right columns of the rows between."""
     pad = kernel_size // 2
     out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
+    top, bottom = _interior(height, out_h, kernel_size, stride)
+    left, right = _interior(width, out_w, kernel_size, stride)
+    a, b = torch.arange(out_h), torch.arange(out_w)
+    edge_rows, edge_cols = torch.cat([a[:top], a[bottom:]]), torch.cat([b[:left], b[right:]])
+    middle = a[top:bottom]
+    a = torch.cat([edge_rows.repeat_interleave(out_w), middle.repeat_interleave(len(edge_cols))])
+    b = torch.cat([b.repeat(len(edge_rows)), edge_cols.repeat(len(middle))])
     rows = _padded_index(height, pad, pad_mode)
     cols = _padded_index(width, pad, pad_mode)
-    a, b = torch.arange(out_h), torch.arange(out_w)
-    row_border = (a * stride < pad) | (a * stride + kernel_size - 1 - pad > height - 1)
-    col_border = (b * stride < pad) | (b * stride + kernel_size - 1 - pad > width - 1)
-    a, b = (row_border[:, None] | col_border[None, :]).nonzero(as_tuple=True)
     taps = torch.arange(kernel_size)
     window_rows = rows[a[:, None] * stride + taps]  # (P, k)
     window_cols = cols[b[:, None] * stride + taps]
     pixels = window_rows.t()[:, None, :] * width + window_cols.t()[None, :, :]  # (k, k, P)
-    return (a * out_w + b).to(device), pixels.flatten().to(device)
+    return a * out_w + b, pixels.flatten()
 
 
 class _ConvSame(torch.autograd.Function):
@@ -76,23 +93,22 @@ class _ConvSame(torch.autograd.Function):
         k = weight.shape[-1]
         x = x.contiguous()  # flat (N, C, H*W) views below
         out = F.conv2d(x, weight, bias, stride, padding=k // 2).contiguous()
-        outputs, pixels = _border_patches(*x.shape[-2:], k, stride, pad_mode, str(x.device))
+        outputs, pixels = _border_patches(*x.shape[-2:], k, stride, pad_mode)
         patches = _windows(x, pixels, k)
         border = weight.flatten(1) @ patches  # (N, C_out, P)
         if bias is not None:
             border = border + bias[:, None]
         out.flatten(2).index_copy_(2, outputs, border)
-        ctx.save_for_backward(x, weight, patches)
-        ctx.stride, ctx.pad_mode, ctx.has_bias = stride, pad_mode, bias is not None
+        ctx.save_for_backward(x, weight, patches, outputs, pixels)
+        ctx.stride, ctx.has_bias = stride, bias is not None
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        x, weight, patches = ctx.saved_tensors
+        x, weight, patches, outputs, pixels = ctx.saved_tensors
         k = weight.shape[-1]
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        outputs, pixels = _border_patches(*x.shape[-2:], k, ctx.stride, ctx.pad_mode, str(x.device))
         grad_main = grad_out.contiguous().clone()
         grad_border = grad_main.flatten(2).index_select(2, outputs)  # (N, C_out, P)
         grad_main.flatten(2).index_fill_(2, outputs, 0)
@@ -140,25 +156,20 @@ def conv2d_same(
     window reaches the border are recomputed from their gathered windows. On
     large maps the copy and its backward cost up to half the convolution's
     time on the CPU; small maps, whose windows are mostly border, are copied.
-    On the GPU, where the copy costs less than the extra kernel launches, the
-    input is always padded."""
-    pad = weight.shape[-1] // 2
+    On the GPU, where the copy costs less than the extra kernel launches, and in
+    captured graphs (compiled, exported, traced: plain ops, whose backward and
+    fusion the compiler derives), the input is always padded."""
+    k = weight.shape[-1]
+    pad = k // 2
     pad_mode = effective_pad_mode(x, pad, pad_mode)
     if pad == 0 or pad_mode == "zeros":
         return F.conv2d(x, weight, bias, stride, padding=pad)
     # A small map, mostly border, is cheaper to copy: on the CPU, padding a pixel
     # costs about half as much as gathering and multiplying one window pixel.
-    # Traced (fvcore's FLOP count), the plain ops show the convolution's cost.
     if (
         x.device.type != "cpu"
-        or torch.jit.is_tracing()
-        or (
-            2
-            * len(
-                _border_patches(*x.shape[-2:], weight.shape[-1], stride, pad_mode, str(x.device))[1]
-            )
-            > x.shape[-2] * x.shape[-1]
-        )
+        or capturing()
+        or 2 * k * k * _border_count(*x.shape[-2:], k, stride) > x.shape[-2] * x.shape[-1]
     ):
         return F.conv2d(pad_same(x, pad, pad_mode), weight, bias, stride)
     device = x.device.type

@@ -1,21 +1,14 @@
 """Pixel-adaptive, channel-grouped low-pass filtering (PASA, Zou et al., BMVC 2020)."""
 
-import os
 from typing import Callable, Union
 
 import torch
 from torch import nn
 
-from . import pasa_triton
 from .binomial import binomial_kernel
-from .padding import PAD_MODES, check_pad_mode, conv2d_same, effective_pad_mode, pad_same
-
-try:  # the C++ kernel, built by `pip install -e .` (`make setup`)
-    from pasa_det import _C
-except ImportError:  # not built: the torch implementations serve
-    _C = None
-if os.environ.get("PASA_DET_NO_NATIVE") == "1":  # as if not built (set-up skips the build too)
-    _C = None
+from .capture import capturing, portable_trace
+from .kernels import native_available, softmax_subsample, triton_available
+from .padding import check_pad_mode, conv2d_same, effective_pad_mode, pad_same
 
 SOFTMAX_MODES = ("joint", "group")
 INITS = ("lpf", "random")
@@ -40,57 +33,62 @@ def make_norm(norm: NormSpec, channels: int) -> nn.Module:
     raise ValueError(f"norm must be '', 'BN' or a callable(channels) -> nn.Module, got {norm!r}")
 
 
-IMPLS = ("auto", "native", "triton", "torch", "autograd")
+IMPLS = ("auto", "native", "triton", "torch")
 NATIVE_DTYPES = (torch.float32, torch.float64)
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def native_available() -> bool:
-    """Whether the C++ kernel (`pasa_det._C`) was built and imports."""
-    return _C is not None
-
-
 def tap_views(x_padded: torch.Tensor, kernel_size: int, stride: int, out_hw):
     """Yield, for every tap (i, j) in row-major order, the strided view of the
-    padded input that the tap multiplies at each kept output position."""
+    padded input that the tap multiplies at each kept output position, out_hw
+    of them."""
+    if not torch.jit.is_tracing():
+        # Windows by `unfold` are the outputs' size by construction: nothing for
+        # export to prove about the floor division in out_hw with symbolic sizes.
+        windows = x_padded.unfold(-2, kernel_size, stride).unfold(-2, kernel_size, stride)
+        for i in range(kernel_size):
+            for j in range(kernel_size):
+                yield windows[..., i, j]
+        return
+    # The jit tracer (TorchScript, the legacy ONNX exporter) records sizes as tensors
+    # and slices with them, where its `unfold` would keep the traced size. No
+    # arithmetic on them either: that would be traced too (and counted by fvcore).
     out_h, out_w = out_hw
     for i in range(kernel_size):
         for j in range(kernel_size):
-            yield x_padded[
-                ...,
-                i : i + stride * (out_h - 1) + 1 : stride,
-                j : j + stride * (out_w - 1) + 1 : stride,
-            ]
+            yield x_padded[..., i::stride, j::stride][..., :out_h, :out_w]
 
 
 def _grouped(t: torch.Tensor, group: int) -> torch.Tensor:
     return t.unflatten(1, (group, t.shape[1] // group))
 
 
-class WeightedSubsample(torch.autograd.Function):
-    """`y[n, c] = sum_t weights[n, g(c), t] * tap_view_t(x_padded)[n, c]`.
-
-    Accumulates in place into one output tensor and saves only its two inputs
-    (views, no copies). Autograd on the tap loop instead keeps a product per
-    tap and, in backward, builds a zero tensor the size of `x_padded` per tap.
+def weighted_subsample(x_padded, weights, kernel_size: int, stride: int) -> torch.Tensor:
+    """`y[n, c] = sum_t weights[n, g(c), t] * tap_view_t(x_padded)[n, c]` in plain
+    tensor ops: what traced, compiled and exported graphs hold (their compilers
+    fuse it and derive its backward), and the forward of `WeightedSubsample`.
 
     Args: x_padded (N, C, Hp, Wp); weights (N, G, k*k, H_out, W_out), same dtype.
     """
+    grouped = _grouped(x_padded, weights.shape[1])
+    views = tap_views(grouped, kernel_size, stride, weights.shape[-2:])
+    out = next(views) * weights[:, :, 0].unsqueeze(2)
+    for tap, view in enumerate(views, start=1):
+        out = torch.addcmul(out, view, weights[:, :, tap].unsqueeze(2))
+    return out.flatten(1, 2)
+
+
+class WeightedSubsample(torch.autograd.Function):
+    """`weighted_subsample` with a hand-written backward, for eager training: it
+    saves only its two inputs (views, no copies), where autograd on the tap
+    loop keeps a product per tap and, in backward, builds a zero tensor the
+    size of `x_padded` per tap."""
 
     @staticmethod
     def forward(ctx, x_padded, weights, kernel_size: int, stride: int):
         ctx.save_for_backward(x_padded, weights)
         ctx.kernel_size, ctx.stride = kernel_size, stride
-        n, group, _, out_h, out_w = weights.shape
-        grouped = _grouped(x_padded, group)
-        out = x_padded.new_empty(n, group, grouped.shape[2], out_h, out_w)
-        for tap, view in enumerate(tap_views(grouped, kernel_size, stride, (out_h, out_w))):
-            w = weights[:, :, tap].unsqueeze(2)
-            if tap == 0:
-                torch.mul(view, w, out=out)
-            else:
-                out.addcmul_(view, w)
-        return out.flatten(1, 2)
+        return weighted_subsample(x_padded, weights, kernel_size, stride)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -119,57 +117,6 @@ class WeightedSubsample(torch.autograd.Function):
         return grad_x, grad_w, None, None
 
 
-def autograd_weighted_subsample(x_padded, weights, kernel_size: int, stride: int) -> torch.Tensor:
-    """`WeightedSubsample` written as tensor ops differentiated by autograd: the
-    reference its hand-written backward is tested against."""
-    grouped = _grouped(x_padded, weights.shape[1])
-    out = None
-    for tap, view in enumerate(tap_views(grouped, kernel_size, stride, weights.shape[-2:])):
-        term = view * weights[:, :, tap].unsqueeze(2)
-        out = term if out is None else out + term
-    return out.flatten(1, 2)
-
-
-class FusedSoftmaxSubsample(torch.autograd.Function):
-    """A fused kernel: normalises the filter logits and takes the weighted,
-    subsampled sum in one pass, reading the unpadded input through the
-    padding's indices. `kernels` is the C++ one (`_C`: CPU, float32/float64)
-    or the Triton one (`pasa_triton`: CUDA); both keep the filters for backward.
-
-    Args: x (N, C, H, W); logits (N, G*k*k, H_out, W_out); the softmax runs
-    over all G*k*k channels (`joint`) or each group's k*k taps.
-    """
-
-    @staticmethod
-    def forward(
-        ctx,
-        x,
-        logits,
-        kernel_size: int,
-        stride: int,
-        group: int,
-        joint: bool,
-        pad_mode: str,
-        kernels,
-    ):
-        mode = PAD_MODES.index(pad_mode)
-        keep = any(ctx.needs_input_grad[:2])  # the filters are only kept for backward
-        out, weights = kernels.pasa_forward(
-            x, logits, kernel_size, stride, group, joint, mode, keep
-        )
-        ctx.save_for_backward(x, weights)
-        ctx.args = (kernel_size, stride, group, joint, mode)
-        ctx.kernels, ctx.logits_dtype = kernels, logits.dtype
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        x, weights = ctx.saved_tensors
-        grad_x, grad_logits = ctx.kernels.pasa_backward(grad_out, x, weights, *ctx.args)
-        return grad_x, grad_logits.to(ctx.logits_dtype), None, None, None, None, None, None
-
-
 class PASA(nn.Module):
     """Predicts a k x k low-pass filter per position and channel group, then
     downsamples with it.
@@ -195,13 +142,14 @@ class PASA(nn.Module):
             of size k at every position ("joint": each group's filter is the binomial
             divided by G), learning to adapt from there; "random": the published start,
             near-random filters from the Kaiming-initialised logit convolution.
-        impl: "native" (`FusedSoftmaxSubsample` with the C++ kernel: CPU,
-            float32/64), "triton" (the same with the Triton kernel: CUDA,
-            float32/16, bfloat16), "torch" (`WeightedSubsample`: torch ops
-            accumulated in place, with a hand-written backward; any device and
-            dtype), "autograd" (the same sum as autograd ops), or "auto": native
-            on the CPU, triton on CUDA for k=3, where each applies and is
-            installed, else torch. All agree to rounding.
+        impl: "native" (the operator `pasa_det::softmax_subsample` with the C++
+            kernel: CPU, float32/64), "triton" (the same operator with the Triton
+            kernel: CUDA, float32/16, bfloat16), "torch" (`weighted_subsample`:
+            torch ops, with a hand-written backward in eager training; any device
+            and dtype), or "auto": native on the CPU, triton on CUDA for k=3, where
+            each applies and is installed, else torch. All agree to rounding.
+            Under torch.jit.trace and ONNX export, "auto" takes the torch path,
+            so the graph holds standard ops only.
     """
 
     def __init__(
@@ -232,7 +180,7 @@ class PASA(nn.Module):
             raise ValueError(
                 "impl='native' needs the C++ kernel pasa_det._C: build it with `make setup`"
             )
-        if impl == "triton" and not pasa_triton.triton_available():
+        if impl == "triton" and not triton_available():
             raise ValueError("impl='triton' needs the triton package (pip install triton)")
         self.in_channels = in_channels
         self.kernel_size = kernel_size
@@ -292,7 +240,7 @@ class PASA(nn.Module):
     def resolved_impl(self, x: torch.Tensor) -> str:
         """The implementation that runs on `x`."""
         native_fits = x.device.type == "cpu" and x.dtype in NATIVE_DTYPES
-        triton_fits = (x.is_cuda or pasa_triton.interpreting()) and x.dtype in TRITON_DTYPES
+        triton_fits = x.is_cuda and x.dtype in TRITON_DTYPES
         if self.impl == "native" and not native_fits:
             raise ValueError(
                 f"impl='native' runs on float32/float64 CPU tensors, got {x.dtype} on {x.device}"
@@ -303,34 +251,33 @@ class PASA(nn.Module):
             )
         if self.impl != "auto":
             return self.impl
-        if torch.jit.is_tracing():  # fvcore's FLOP count: the torch ops its handles know
+        if portable_trace():  # TorchScript, ONNX, fvcore's FLOP count: standard ops
             return "torch"
         if native_fits and native_available():
             return "native"
         # On an H200 the Triton kernel beat the torch path at k=3 but not at k=5, where
         # the joint softmax's block of G*25 logit rows outgrows the registers.
-        if x.is_cuda and triton_fits and pasa_triton.triton_available() and self.kernel_size == 3:
+        if triton_fits and triton_available() and self.kernel_size == 3:
             return "triton"
         return "torch"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         impl = self.resolved_impl(x)
-        if impl in ("native", "triton"):
-            logits = self.filter_logits(x)
-            if impl == "native":  # the C++ kernel takes logits of x's dtype; Triton's converts
-                logits, kernels = logits.to(x.dtype), _C
-            else:
-                kernels = pasa_triton
-            pad_mode = effective_pad_mode(x, self.kernel_size // 2, self.pad_mode)
-            joint = self.softmax == "joint"
-            return FusedSoftmaxSubsample.apply(
-                x, logits, self.kernel_size, self.stride, self.group, joint, pad_mode, kernels
-            )
-        weights = self.filter_weights(x)
-        x_padded = pad_same(x, self.kernel_size // 2, self.pad_mode)
+        k, s = self.kernel_size, self.stride
         if impl == "torch":
-            return WeightedSubsample.apply(x_padded, weights, self.kernel_size, self.stride)
-        return autograd_weighted_subsample(x_padded, weights, self.kernel_size, self.stride)
+            weights = self.filter_weights(x)
+            x_padded = pad_same(x, k // 2, self.pad_mode)
+            needs_grad = torch.is_grad_enabled() and (
+                x_padded.requires_grad or weights.requires_grad
+            )
+            if needs_grad and not capturing():
+                return WeightedSubsample.apply(x_padded, weights, k, s)
+            return weighted_subsample(x_padded, weights, k, s)
+        logits = self.filter_logits(x)
+        if impl == "native":  # the C++ kernel takes logits of x's dtype; Triton's converts
+            logits = logits.to(x.dtype)
+        pad_mode = effective_pad_mode(x, k // 2, self.pad_mode)
+        return softmax_subsample(x, logits, k, s, self.group, self.softmax == "joint", pad_mode)
 
     def extra_repr(self) -> str:
         return (

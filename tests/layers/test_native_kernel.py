@@ -1,5 +1,5 @@
-"""The C++ kernel (`pasa_det._C`) and the padded convolution without a padded copy
-(`conv2d_same`), against plain torch ops."""
+"""The C++ kernel (`pasa_det._C`, through the operator `pasa_det::softmax_subsample`) and
+the padded convolution without a padded copy (`conv2d_same`), against plain torch ops."""
 
 import itertools
 import os
@@ -9,13 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from pasa_det.layers import PASA
+from pasa_det.layers.kernels import native_available, softmax_subsample
 from pasa_det.layers.padding import _ConvSame, conv2d_same, pad_same
-from pasa_det.layers.pasa import (
-    _C,
-    FusedSoftmaxSubsample,
-    autograd_weighted_subsample,
-    native_available,
-)
+from pasa_det.layers.pasa import weighted_subsample
 
 
 @pytest.mark.skipif(
@@ -118,18 +114,16 @@ def test_fused_softmax_subsample_matches_torch_and_gradchecks(
     logits = torch.randn(
         shape[0], group * kernel_size**2, *out_hw, dtype=torch.float64, requires_grad=True
     )
-    args = (kernel_size, stride, group, joint, pad_mode, _C)
-    got = FusedSoftmaxSubsample.apply(x, logits, *args)
+    args = (kernel_size, stride, group, joint, pad_mode)
+    got = softmax_subsample(x, logits, *args)
     weights = _reference_weights(logits, group, kernel_size, joint)
-    expected = autograd_weighted_subsample(
+    expected = weighted_subsample(
         pad_same(x, kernel_size // 2, pad_mode), weights, kernel_size, stride
     )
     torch.testing.assert_close(got, expected)
     for g, e in zip(_grads(got, (x, logits)), _grads(expected, (x, logits))):
         torch.testing.assert_close(g, e)
-    assert torch.autograd.gradcheck(
-        lambda a, b: FusedSoftmaxSubsample.apply(a, b, *args), (x, logits)
-    )
+    assert torch.autograd.gradcheck(lambda a, b: softmax_subsample(a, b, *args), (x, logits))
 
 
 @pytest.mark.native
@@ -137,9 +131,9 @@ def test_fused_float32_softmax_is_accurate_on_large_logits():
     """The kernel's float32 exp is a polynomial: check it over a wide logit range."""
     x = torch.randn(1, 8, 16, 16)
     logits = torch.randn(1, 72, 8, 8) * 30
-    got = FusedSoftmaxSubsample.apply(x, logits, 3, 2, 8, True, "reflect", _C)
+    got = softmax_subsample(x, logits, 3, 2, 8, True, "reflect")
     weights = _reference_weights(logits.double(), 8, 3, True)
-    expected = autograd_weighted_subsample(pad_same(x.double(), 1, "reflect"), weights, 3, 2)
+    expected = weighted_subsample(pad_same(x.double(), 1, "reflect"), weights, 3, 2)
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -159,7 +153,7 @@ def test_auto_impl_picks_native_on_cpu_float_and_fast_elsewhere():
     m = PASA(16)
     assert m.resolved_impl(torch.randn(1, 16, 8, 8)) == "native"
     assert m.resolved_impl(torch.randn(1, 16, 8, 8, dtype=torch.bfloat16)) == "torch"
-    assert PASA(16, impl="autograd").resolved_impl(torch.randn(1, 16, 8, 8)) == "autograd"
+    assert PASA(16, impl="torch").resolved_impl(torch.randn(1, 16, 8, 8)) == "torch"
     with pytest.raises(ValueError, match="float32/float64 CPU"):
         PASA(16, impl="native")(torch.randn(1, 16, 8, 8, dtype=torch.bfloat16))
 

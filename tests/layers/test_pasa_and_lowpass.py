@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from pasa_det.layers import PASA, LowPassFilter, binomial_kernel
+from pasa_det.layers.reference import autograd_pasa
 from tests.helpers.reference_pasa import published_pasa, randomize_norms_
 
 
@@ -156,14 +157,16 @@ def test_lowpass_is_depthwise_odd_sized_and_not_in_state_dict():
 
 def _impl_and_autograd(impl, channels, **kwargs):
     tested = randomize_norms_(PASA(channels, impl=impl, **kwargs))
-    reference = PASA(channels, impl="autograd", **kwargs)
+    reference = PASA(channels, impl=impl, **kwargs)
     reference.load_state_dict(tested.state_dict())
     return tested, reference
 
 
-def _output_and_grads(m, x, grad_out_seed=1):
+def _output_and_grads(m, x, grad_out_seed=1, forward=None):
+    """The output and the gradients of x and the logit conv's weight, of `m(x)` or of
+    `forward(m, x)`."""
     x = x.detach().requires_grad_()
-    out = m(x)
+    out = m(x) if forward is None else forward(m, x)
     grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(grad_out_seed))
     out.backward(grad_out)
     return out, x.grad, m.conv.weight.grad
@@ -187,8 +190,9 @@ def test_impls_match_autograd_forward_and_gradients(impl, kwargs, size, train, c
     x = torch.randn(2, 16, *size)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
-    for got, expected in zip(_output_and_grads(tested, x), _output_and_grads(reference, x)):
-        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    expected = _output_and_grads(reference, x, forward=autograd_pasa)
+    for got, want in zip(_output_and_grads(tested, x), expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_weighted_subsample_gradcheck_float64():

@@ -1,12 +1,14 @@
-"""PASA's Triton kernels (`pasa_det.layers.pasa_triton`) against plain torch ops.
+"""PASA's Triton kernels (`pasa_det.layers.kernels.pasa_triton`) against plain torch ops.
 Without a GPU they run through Triton's interpreter on CPU tensors (conftest.py)."""
 
 import pytest
 import torch
 
-from pasa_det.layers import PASA, pasa_triton
+from pasa_det.layers import PASA
+from pasa_det.layers.kernels import ops, pasa_triton
 from pasa_det.layers.padding import PAD_MODES, pad_same
-from pasa_det.layers.pasa import autograd_weighted_subsample
+from pasa_det.layers.pasa import weighted_subsample
+from pasa_det.layers.reference import autograd_pasa
 
 pytestmark = pytest.mark.skipif(
     not pasa_triton.triton_available(), reason="triton is not installed"
@@ -18,7 +20,7 @@ def _reference(x, logits, kernel_size, stride, group, joint, pad_mode):
     n, _, h, w = logits.shape
     shape = (n, group, kernel_size**2, h, w)
     weights = logits.softmax(1).view(shape) if joint else logits.view(shape).softmax(2)
-    return autograd_weighted_subsample(
+    return weighted_subsample(
         pad_same(x, kernel_size // 2, pad_mode), weights, kernel_size, stride
     ), weights
 
@@ -59,7 +61,7 @@ def test_forward_filters_and_gradients_match_plain_ops(
     )
     tolerance = dict(rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(y.double(), expected, **tolerance)
-    torch.testing.assert_close(kept.double(), weights, **tolerance)
+    torch.testing.assert_close(kept.double(), weights.flatten(1, 2), **tolerance)
     for got, want in zip(grads, expected_grads):
         torch.testing.assert_close(got.double(), want, **tolerance)
     assert (
@@ -89,15 +91,36 @@ def test_half_precision_inputs_accumulate_in_float32(dtype):
     torch.testing.assert_close(y.double(), expected, rtol=0.01, atol=0.01)
 
 
+def test_operators_cuda_kernels_are_the_triton_kernels():
+    """The adapters registered as `pasa_det::softmax_subsample`'s CUDA kernels (run here
+    on whatever DEVICE is, through the interpreter without a GPU) against the C++ kernel,
+    which serves the same operator on the CPU, or the torch path without it."""
+    x = torch.randn(2, 8, 9, 11, device=DEVICE)
+    logits = torch.randn(2, 36, 5, 6, device=DEVICE)
+    y, weights = ops._forward_cuda(x, logits, 3, 2, 4, False, "reflect", True)
+    expected, expected_weights = _reference(x, logits, 3, 2, 4, False, "reflect")
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(weights, expected_weights.flatten(1, 2), rtol=1e-5, atol=1e-5)
+    assert ops._forward_cuda(x, logits, 3, 2, 4, False, "reflect", False)[1].numel() == 0
+    grad_y = torch.randn_like(y)
+    grad_x, grad_logits = ops._backward_cuda(grad_y, x, weights, 3, 2, 4, False, "reflect")
+    x, logits = x.requires_grad_(), logits.requires_grad_()
+    want = torch.autograd.grad(
+        _reference(x, logits, 3, 2, 4, False, "reflect")[0], (x, logits), grad_y
+    )
+    torch.testing.assert_close(grad_x, want[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_logits, want[1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="impl='triton' runs on CUDA tensors")
 @pytest.mark.parametrize("train", [False, True])
 def test_pasa_triton_impl_matches_autograd_with_gradients(train):
-    reference = PASA(16, 3, stride=2, group=8, impl="autograd").to(DEVICE).train(train)
+    reference = PASA(16, 3, stride=2, group=8, impl="torch").to(DEVICE).train(train)
     fused = PASA(16, 3, stride=2, group=8, impl="triton").to(DEVICE).train(train)
     fused.load_state_dict(reference.state_dict())
     x = torch.randn(2, 16, 11, 14, device=DEVICE, requires_grad=True)
     outs, grads = [], []
-    for m in (reference, fused):
-        out = m(x)
+    for m, out in ((reference, autograd_pasa(reference, x)), (fused, fused(x))):
         outs.append(out)
         grads.append(torch.autograd.grad(out, (x, m.conv.weight), torch.ones_like(out)))
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
@@ -105,8 +128,7 @@ def test_pasa_triton_impl_matches_autograd_with_gradients(train):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_triton_impl_refuses_cpu_tensors_outside_the_interpreter(monkeypatch):
-    monkeypatch.setattr(pasa_triton, "interpreting", lambda: False)
+def test_triton_impl_refuses_cpu_tensors():
     m = PASA(16, impl="triton")
     with pytest.raises(ValueError, match="CUDA tensors"):
         m(torch.randn(1, 16, 8, 8))

@@ -10,9 +10,8 @@ from run to run) and the filter gradient; the softmax backward is plain torch.
 
 With TRITON_INTERPRET=1 set before triton is imported, the kernels run on CPU
 tensors through Triton's interpreter: how the tests check them without a GPU.
+`kernels.ops` registers them as the CUDA implementation of PASA's operator.
 """
-
-import os
 
 import torch
 
@@ -24,11 +23,6 @@ except ImportError:  # no triton: the torch path serves on CUDA
 
 BLOCK_P = 128  # output pixels per program
 MAX_BLOCK_C = 32  # channels per step of a program's loop over its group
-
-
-def interpreting() -> bool:
-    """Whether the kernels run through Triton's CPU interpreter."""
-    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def triton_available() -> bool:
@@ -193,12 +187,13 @@ def _launch(x: torch.Tensor, group: int, out_pixels: int):
 def pasa_forward(
     x, logits, kernel_size: int, stride: int, group: int, joint: bool, pad_mode: int, keep: bool
 ):
-    """Triton counterpart of `_C.pasa_forward`: (y, float32 filters or None)."""
+    """Triton counterpart of `_C.pasa_forward`: (y, float32 filters shaped like the
+    logits, or None)."""
     x, logits = x.contiguous(), logits.contiguous()
     n, c, h, w = x.shape
     out_h, out_w = logits.shape[-2:]
     y = x.new_empty(n, c, out_h, out_w)
-    weights = torch.empty(n, group, kernel_size**2, out_h, out_w, device=x.device) if keep else None
+    weights = torch.empty(logits.shape, device=x.device) if keep else None
     grid, cpg, block_c = _launch(x, group, out_h * out_w)
     rows = group * kernel_size**2 if joint else kernel_size**2
     _forward_kernel[grid](
@@ -255,8 +250,7 @@ def pasa_backward(
         BLOCK_C=block_c,
     )
     # Softmax backward, over the taps it normalised.
+    weights, grad_w = (t.unflatten(1, (group, kernel_size**2)) for t in (weights, grad_w))
     dims = (1, 2) if joint else (2,)
-    grad_logits = (weights * (grad_w - (weights * grad_w).sum(dim=dims, keepdim=True))).flatten(
-        1, 2
-    )
-    return grad_x.to(x.dtype), grad_logits
+    grad_logits = weights * (grad_w - (weights * grad_w).sum(dim=dims, keepdim=True))
+    return grad_x.to(x.dtype), grad_logits.flatten(1, 2)
