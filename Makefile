@@ -14,7 +14,7 @@ TESTS ?=
 MAIN_PYTHON ?= .venv-detectron2-main/bin/python
 MAIN_SOURCE = $(or $(DETECTRON2_SOURCE),git+https://github.com/facebookresearch/detectron2.git)
 
-.PHONY: setup test test-slow lint quickstart test-detectron2-main
+.PHONY: setup test test-slow test-reproduction lint quickstart test-detectron2-main
 
 setup:
 	bash dev/setup.sh $(PYTHON)
@@ -24,6 +24,10 @@ test: setup
 
 test-slow: setup
 	$(PYTHON) -m pytest -m slow $(TESTS)
+
+# Re-train the committed quickstart and compare weights and AP (about 15 min on 2 cores).
+test-reproduction: setup
+	$(PYTHON) -m pytest -m reproduction $(TESTS)
 
 # ruff: lint, import order and format (settings in pyproject.toml); clang-format for the
 # C++ kernel (.clang-format).

@@ -71,7 +71,7 @@ def run_variant(cfg):
     row = {
         "environment": environment,  # of the invocation that finished the run
         "metrics": json_ready(
-            {task: dict(values) for task, values in trainer._last_eval_results.items()}
+            {task: dict(values) for task, values in trainer.last_eval_results.items()}
         ),
         "train_and_eval_wall_s": time.perf_counter() - start,
     }

@@ -3,19 +3,26 @@ building a backbone (for configs made in code); layers check only their own argu
 
 import math
 
-from detectron2.layers import get_norm
+from pasa_det.modeling.backbone.antialias import (
+    KINDS,
+    RESNET_STAGES,
+    AntiAliasError,
+    antialias_from_cfg,
+)
 
-from pasa_det.layers.padding import PAD_MODES
-from pasa_det.layers.pasa import INITS, SOFTMAX_MODES
-
-ANTIALIAS_TYPES = ("none", "lpf", "pasa")
-RESNET_STAGES = ("res2", "res3", "res4", "res5")
+ANTIALIAS_TYPES = KINDS
 AMP_PRECISIONS = ("float16", "bfloat16")
 # The depths detectron2's ResNet builders know; DeepLab's, and bottleneck blocks, from 50.
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 PASA_FPN_BACKBONE = "build_resnet_pasa_fpn_backbone"
 PASA_DEEPLAB_BACKBONE = "build_resnet_pasa_deeplab_backbone"
-PASA_BACKBONES = ("build_resnet_pasa_backbone", PASA_FPN_BACKBONE, PASA_DEEPLAB_BACKBONE)
+PASA_RETINANET_BACKBONE = "build_retinanet_resnet_pasa_fpn_backbone"
+PASA_BACKBONES = (
+    "build_resnet_pasa_backbone",
+    PASA_FPN_BACKBONE,
+    PASA_DEEPLAB_BACKBONE,
+    PASA_RETINANET_BACKBONE,
+)
 
 
 class ConfigError(ValueError):
@@ -75,50 +82,19 @@ def _check_group_divides_channels(cfg) -> None:
 
 
 def check_antialias_config(cfg) -> None:
-    """`MODEL.ANTIALIAS` holds values every backbone can use."""
-    aa = cfg.MODEL.ANTIALIAS
-    if aa.TYPE not in ANTIALIAS_TYPES:
-        raise ConfigError(f"MODEL.ANTIALIAS.TYPE must be one of {ANTIALIAS_TYPES}, got {aa.TYPE!r}")
-    if aa.TYPE == "none":
-        return
-    k = aa.KERNEL_SIZE
-    if not isinstance(k, int) or k < 1 or k % 2 == 0:
-        raise ConfigError(
-            f"MODEL.ANTIALIAS.KERNEL_SIZE must be an odd integer >= 1 (3 or 5 in the paper), got {k!r}"
-        )
-    if aa.PAD_MODE not in PAD_MODES:
-        raise ConfigError(
-            f"MODEL.ANTIALIAS.PAD_MODE must be one of {PAD_MODES}, got {aa.PAD_MODE!r}"
-        )
-    unknown = [s for s in aa.STAGES if s not in RESNET_STAGES]
-    if unknown:
-        raise ConfigError(
-            f"MODEL.ANTIALIAS.STAGES may only name {RESNET_STAGES}, got {list(unknown)}"
-        )
-    if aa.TYPE == "pasa":
-        if not isinstance(aa.GROUP, int) or aa.GROUP < 1:
-            raise ConfigError(f"MODEL.ANTIALIAS.GROUP must be a positive integer, got {aa.GROUP!r}")
-        if aa.SOFTMAX not in SOFTMAX_MODES:
-            raise ConfigError(
-                f"MODEL.ANTIALIAS.SOFTMAX must be one of {SOFTMAX_MODES}, got {aa.SOFTMAX!r}"
-            )
-        if aa.INIT not in INITS:
-            raise ConfigError(f"MODEL.ANTIALIAS.INIT must be one of {INITS}, got {aa.INIT!r}")
-        if aa.INIT == "lpf" and not aa.NORM:
-            raise ConfigError(
-                "MODEL.ANTIALIAS.INIT 'lpf' sets the logit norm's shift, so MODEL.ANTIALIAS.NORM "
-                "cannot be '': name a norm (e.g. BN) or set MODEL.ANTIALIAS.INIT random"
-            )
+    """`MODEL.ANTIALIAS` holds values every backbone can use: the values the layers accept
+    (checked by building a filter from them), and a GROUP that fits every filtered site."""
+    try:
+        antialias = antialias_from_cfg(cfg)
+    except AntiAliasError as e:
+        raise ConfigError(str(e)) from None
+    if antialias.kind == "pasa":
         _check_group_divides_channels(cfg)
-        channels = aa.GROUP * k * k
-        try:
-            get_norm(aa.NORM, channels)
-        except (KeyError, ValueError) as e:
-            raise ConfigError(
-                f"MODEL.ANTIALIAS.NORM={aa.NORM!r} cannot normalise the {channels} PASA filter "
-                f"logits (GROUP * KERNEL_SIZE**2): {e!r}. Use 'BN', 'SyncBN', 'FrozenBN', or '' "
-                "for none."
-            ) from None
+    if cfg.MODEL.ANTIALIAS.FPN_TOP and cfg.MODEL.BACKBONE.NAME == PASA_RETINANET_BACKBONE:
+        raise ConfigError(
+            "MODEL.ANTIALIAS.FPN_TOP filters the P6 max-pool of Mask R-CNN's FPN; RetinaNet's "
+            "P6 and P7 are strided convolutions, kept as detectron2's: set FPN_TOP False"
+        )
 
 
 def check_pasa_config(cfg) -> None:

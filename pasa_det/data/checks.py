@@ -206,14 +206,21 @@ def check_datasets_registered(cfg) -> None:
             )
 
 
-def _class_count(cfg):
-    """The class count the model predicts, the metadata field it is compared with, and
-    the config key that sets it; None for models without one."""
-    if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
-        return cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, "stuff_classes", "MODEL.SEM_SEG_HEAD.NUM_CLASSES"
-    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
-        return cfg.MODEL.ROI_HEADS.NUM_CLASSES, "thing_classes", "MODEL.ROI_HEADS.NUM_CLASSES"
-    return None
+def _class_counts(cfg):
+    """[(class count the model predicts, the metadata field it is compared with, the config
+    key that sets it)] for each head of the meta-architecture that has one."""
+    arch = cfg.MODEL.META_ARCHITECTURE
+    things = (cfg.MODEL.ROI_HEADS.NUM_CLASSES, "thing_classes", "MODEL.ROI_HEADS.NUM_CLASSES")
+    stuff = (cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, "stuff_classes", "MODEL.SEM_SEG_HEAD.NUM_CLASSES")
+    counts = {
+        "GeneralizedRCNN": [things],
+        "PanopticFPN": [things, stuff],
+        "SemanticSegmentor": [stuff],
+        "RetinaNet": [
+            (cfg.MODEL.RETINANET.NUM_CLASSES, "thing_classes", "MODEL.RETINANET.NUM_CLASSES")
+        ],
+    }
+    return counts.get(arch, [])
 
 
 def check_num_classes(cfg, names) -> None:
@@ -221,10 +228,13 @@ def check_num_classes(cfg, names) -> None:
     metadata already holds them (COCO-format sets: once read or registered from the
     config). A mismatch would train with some classes as background, or with unused
     outputs, and no other message."""
-    counted = _class_count(cfg)
-    if counted is None or not cfg.DATASETS.CHECK_NUM_CLASSES:
+    if not cfg.DATASETS.CHECK_NUM_CLASSES:
         return
-    num_classes, field, key = counted
+    for num_classes, field, key in _class_counts(cfg):
+        _check_count(num_classes, field, key, names)
+
+
+def _check_count(num_classes, field, key, names) -> None:
     for name in names:
         classes = MetadataCatalog.get(name).get(field, None)
         if classes is None or len(classes) == num_classes:

@@ -9,13 +9,7 @@ import time
 import weakref
 
 import torch
-from detectron2.data import (
-    DatasetFromList,
-    DatasetMapper,
-    MetadataCatalog,
-    build_batch_data_loader,
-    build_detection_test_loader,
-)
+from detectron2.data import DatasetMapper, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.engine import (
     DefaultTrainer,
@@ -34,22 +28,11 @@ from detectron2.utils.logger import setup_logger
 
 from pasa_det.checkpoint.loading import CheckpointError, SafeCheckpointer
 from pasa_det.config import ConfigError, load_config
-from pasa_det.data.checks import (
-    DatasetError,
-    FileNamingMapper,
-    check_datasets_registered,
-    check_num_classes,
-    load_dataset_dicts,
-    load_training_dicts,
-)
+from pasa_det.data.checks import DatasetError, check_datasets_registered, check_num_classes
 from pasa_det.data.datasets.from_config import register_datasets_from_config
+from pasa_det.data.loaders import build_checked_test_loader, build_resumable_train_loader
 from pasa_det.data.prepare import prepare_dataset
-from pasa_det.data.resumable import (
-    PositionSeededDataset,
-    ResumableLoader,
-    ResumableTrainingSampler,
-    derive_seed,
-)
+from pasa_det.data.resumable import derive_seed
 from pasa_det.detectron2_versions import fast_cocoeval_available, write_metrics
 from pasa_det.evaluation import (
     CheckedCOCOEvaluator,
@@ -453,14 +436,24 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        """detectron2's training loader, made resumable (pasa_det.data.resumable), without
+        """detectron2's training loader, made resumable (pasa_det.data.loaders), without
         malformed annotations; what would stop the evaluation after training stops it now."""
         register_datasets_from_config(cfg)
-        for name in cfg.DATASETS.TRAIN:
-            prepare_dataset(name)
-        dicts = load_training_dicts(
+        if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
+            mapper = DatasetMapper(
+                cfg, is_train=True, augmentations=semantic_train_augmentations(cfg)
+            )
+        else:
+            mapper = DatasetMapper(cfg, is_train=True)
+        loader = build_resumable_train_loader(
             cfg.DATASETS.TRAIN,
+            mapper,
+            cfg.SOLVER.IMS_PER_BATCH,
+            seed=cfg.SEED,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
             filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+            skip_bad_images=cfg.DATALOADER.SKIP_BAD_IMAGES,
             min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
             if cfg.MODEL.KEYPOINT_ON
             else 0,
@@ -468,45 +461,25 @@ class Trainer(DefaultTrainer):
         )
         check_num_classes(cfg, cfg.DATASETS.TRAIN)  # the metadata is complete once read
         check_evaluation_data(cfg)
-        if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
-            mapper = DatasetMapper(
-                cfg, is_train=True, augmentations=semantic_train_augmentations(cfg)
-            )
-        else:
-            mapper = DatasetMapper(cfg, is_train=True)
-        seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
-        sampler = ResumableTrainingSampler(len(dicts), seed)
-        loader = build_batch_data_loader(
-            PositionSeededDataset(
-                DatasetFromList(dicts, copy=False), mapper, seed, cfg.DATALOADER.SKIP_BAD_IMAGES
-            ),
-            sampler,
-            cfg.SOLVER.IMS_PER_BATCH,
-            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-            num_workers=cfg.DATALOADER.NUM_WORKERS,
-        )
-        return ResumableLoader(loader, sampler)
+        return loader
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        """detectron2's test loader, checked like the training one; an unreadable image
-        stops evaluation naming the file (skipping it would flatter the metrics)."""
+        """detectron2's test loader, checked like the training one (pasa_det.data.loaders)."""
         register_datasets_from_config(cfg)
-        prepare_dataset(dataset_name)
-        proposal_files = None
+        proposal_file = None
         if cfg.MODEL.LOAD_PROPOSALS:
-            proposal_files = [
-                cfg.DATASETS.PROPOSAL_FILES_TEST[list(cfg.DATASETS.TEST).index(dataset_name)]
+            proposal_file = cfg.DATASETS.PROPOSAL_FILES_TEST[
+                list(cfg.DATASETS.TEST).index(dataset_name)
             ]
-        dicts = load_dataset_dicts(
-            [dataset_name], filter_empty=False, proposal_files=proposal_files
+        loader = build_checked_test_loader(
+            dataset_name,
+            DatasetMapper(cfg, is_train=False),
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+            proposal_file=proposal_file,
         )
         check_num_classes(cfg, [dataset_name])
-        return build_detection_test_loader(
-            dicts,
-            mapper=FileNamingMapper(DatasetMapper(cfg, is_train=False), dataset_name),
-            num_workers=cfg.DATALOADER.NUM_WORKERS,
-        )
+        return loader
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):

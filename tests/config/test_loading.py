@@ -47,7 +47,11 @@ def test_wrong_type_names_the_key():
         ("MODEL.ANTIALIAS.GROUP", "0", r"MODEL\.ANTIALIAS\.GROUP must be a positive integer"),
         ("MODEL.ANTIALIAS.NORM", "'LayerNorm'", r"MODEL\.ANTIALIAS\.NORM='LayerNorm' cannot"),
         ("MODEL.ANTIALIAS.INIT", "'binomial'", r"MODEL\.ANTIALIAS\.INIT must be one of"),
-        ("MODEL.ANTIALIAS.NORM", "''", r"INIT 'lpf' sets the logit norm's shift.*INIT random"),
+        (
+            "MODEL.ANTIALIAS.NORM",
+            "''",
+            r"MODEL\.ANTIALIAS\.INIT='lpf' sets the logit norm's shift.*init='random'",
+        ),
         ("TEST.SHIFT_CONSISTENCY.SHIFTS", "[0, 2]", r"SHIFTS must list positive integers"),
         ("TEST.SHIFT_CONSISTENCY.MATCH_IOU", "1.5", r"MATCH_IOU must lie in \[0, 1\], got 1\.5"),
         ("TEST.SHIFT_CONSISTENCY.NUM_PAIRS", "0", r"NUM_PAIRS must be >= 1"),

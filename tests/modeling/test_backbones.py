@@ -16,6 +16,7 @@ BUILDERS = {  # ours -> detectron2's
     "build_resnet_pasa_backbone": "build_resnet_backbone",
     "build_resnet_pasa_fpn_backbone": "build_resnet_fpn_backbone",
     "build_resnet_pasa_deeplab_backbone": "build_resnet_deeplab_backbone",
+    "build_retinanet_resnet_pasa_fpn_backbone": "build_retinanet_resnet_fpn_backbone",
 }
 STAGES = ["res2", "res3", "res4", "res5"]
 
@@ -56,7 +57,10 @@ def randomize_bn_stats_(model):
 
 
 CASES = [
-    (b, d) for b in BUILDERS for d in (18, 34, 50, 101, 152) if not ("deeplab" in b and d < 50)
+    (b, d)
+    for b in BUILDERS
+    for d in ((18, 50) if "retinanet" in b else (18, 34, 50, 101, 152))
+    if not ("deeplab" in b and d < 50)
 ]
 
 
@@ -237,6 +241,17 @@ def test_deformable_blocks_are_refused_with_the_key():
     cfg = make_cfg("build_resnet_pasa_backbone", "pasa", 50)
     cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, True, False, False]
     with pytest.raises(ValueError, match="DEFORM_ON_PER_STAGE"):
+        build(cfg)
+
+
+def test_retinanet_backbone_gives_p3_to_p7_and_refuses_a_filtered_top():
+    cfg = make_cfg("build_retinanet_resnet_pasa_fpn_backbone", "pasa", 18)
+    cfg.MODEL.RESNETS.OUT_FEATURES = cfg.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]
+    fpn = build(cfg)
+    assert list(fpn.output_shape()) == ["p3", "p4", "p5", "p6", "p7"]
+    assert isinstance(fpn.bottom_up.res3[0].aa, PASA)
+    cfg.MODEL.ANTIALIAS.FPN_TOP = True
+    with pytest.raises(ValueError, match="FPN_TOP"):
         build(cfg)
 
 

@@ -3,6 +3,7 @@
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.projects.deeplab.resnet import build_resnet_deeplab_backbone
 
+from .antialias import antialias_from_cfg, keys_named_in_errors
 from .resnet import antialias_resnet
 
 
@@ -10,4 +11,6 @@ from .resnet import antialias_resnet
 def build_resnet_pasa_deeplab_backbone(cfg, input_shape):
     """`detectron2.projects.deeplab`'s ResNet, anti-aliased per `MODEL.ANTIALIAS`.
     Needs `add_deeplab_config(cfg)` as the plain DeepLab backbone does."""
-    return antialias_resnet(build_resnet_deeplab_backbone(cfg, input_shape), cfg)
+    antialias = antialias_from_cfg(cfg)
+    with keys_named_in_errors():
+        return antialias_resnet(build_resnet_deeplab_backbone(cfg, input_shape), antialias)

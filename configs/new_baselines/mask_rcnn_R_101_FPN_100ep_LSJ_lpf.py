@@ -1,0 +1,6 @@
+"""detectron2's new-baseline Mask R-CNN R-101-FPN, 100 epochs of LSJ from scratch, with
+a fixed binomial low-pass filter before each subsampling."""
+
+from ..common.new_baseline import new_baseline
+
+dataloader, lr_multiplier, model, optimizer, train = new_baseline(depth=101, epochs=100, kind="lpf")

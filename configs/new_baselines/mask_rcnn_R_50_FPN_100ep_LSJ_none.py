@@ -1,0 +1,6 @@
+"""detectron2's new-baseline Mask R-CNN R-50-FPN, 100 epochs of LSJ from scratch, with
+detectron2's own ResNet (the control)."""
+
+from ..common.new_baseline import new_baseline
+
+dataloader, lr_multiplier, model, optimizer, train = new_baseline(depth=50, epochs=100, kind="none")
