@@ -64,3 +64,11 @@ def test_a_group_that_does_not_divide_a_site_names_it():
         AntiAliasError, match="group=48 must divide the 64 channels filtered at the stem"
     ):
         antialias_resnet(resnet, AntiAlias(group=48))
+
+
+def test_checking_the_values_leaves_the_rng_that_initialises_the_model_alone():
+    """The probe filter that checks the values is initialised at random too: a backbone
+    built after it must get the weights it gets without the check."""
+    state = torch.random.get_rng_state()
+    AntiAlias(kind="pasa", kernel_size=5)
+    assert torch.equal(torch.random.get_rng_state(), state)

@@ -8,6 +8,7 @@ import dataclasses
 import re
 from typing import Tuple
 
+import torch
 from detectron2.layers import get_norm
 from torch import nn
 
@@ -61,7 +62,10 @@ class AntiAlias:
         if self.kind == "pasa" and (not isinstance(self.group, int) or self.group < 1):
             raise AntiAliasError("group", f"group must be a positive integer, got {self.group!r}")
         if self.kind != "none":
-            self.filter(self.group, "a probe")  # the layers' own checks of every argument
+            # The layers' own checks of every argument; the probe's random initialisation
+            # must not move the RNG that initialises the model built next.
+            with torch.random.fork_rng(devices=[]):
+                self.filter(self.group, "a probe")
 
     def filter(self, channels: int, site: str) -> nn.Module:
         """The filter for `channels` channels at `site` (named in errors)."""
