@@ -99,11 +99,13 @@ DETECTRON2_NEW_BASELINE = os.path.join(
 )
 
 
+@pytest.mark.skipif(
+    not os.path.isfile(DETECTRON2_NEW_BASELINE.format(depth=50)),
+    reason="this detectron2 install ships no model-zoo configs (detectron2 0.6 from PyPI)",
+)
 @pytest.mark.parametrize("depth", [50, 101])
 def test_none_new_baseline_is_detectron2s_model(depth):
     theirs_file = DETECTRON2_NEW_BASELINE.format(depth=depth)
-    if not os.path.isfile(theirs_file):
-        pytest.skip("this detectron2 install ships no model-zoo configs (detectron2 0.6 from PyPI)")
     theirs = instantiate(LazyConfig.load(theirs_file).model)
     ours = instantiate(
         load(f"configs/new_baselines/mask_rcnn_R_{depth}_FPN_100ep_LSJ_none.py").model
