@@ -3,7 +3,7 @@ building a backbone (for configs made in code); layers check only their own argu
 
 import math
 
-from pasa_det.modeling.backbone.antialias import (
+from .antialias import (
     KINDS,
     RESNET_STAGES,
     AntiAliasError,

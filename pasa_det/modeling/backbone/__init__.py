@@ -2,7 +2,8 @@
 `antialias_resnet`, `AntiAliasedResNet`), and their yacs builders, registered in
 BACKBONE_REGISTRY on import."""
 
-from .antialias import AntiAlias, AntiAliasError, antialias_from_cfg
+from pasa_det.config.antialias import AntiAlias, AntiAliasError, antialias_from_cfg
+
 from .blocks import AntiAliasedLastLevel
 from .deeplab import build_resnet_pasa_deeplab_backbone
 from .fpn import build_resnet_pasa_fpn_backbone, build_retinanet_resnet_pasa_fpn_backbone

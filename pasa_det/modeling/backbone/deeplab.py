@@ -3,7 +3,8 @@
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.projects.deeplab.resnet import build_resnet_deeplab_backbone
 
-from .antialias import antialias_from_cfg, keys_named_in_errors
+from pasa_det.config.antialias import antialias_from_cfg, keys_named_in_errors
+
 from .resnet import antialias_resnet
 
 

@@ -6,7 +6,8 @@ from detectron2.modeling.backbone.fpn import (
     build_retinanet_resnet_fpn_backbone,
 )
 
-from .antialias import antialias_from_cfg, keys_named_in_errors
+from pasa_det.config.antialias import antialias_from_cfg, keys_named_in_errors
+
 from .blocks import AntiAliasedLastLevel
 from .resnet import antialias_resnet
 

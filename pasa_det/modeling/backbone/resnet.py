@@ -10,7 +10,8 @@ from detectron2.modeling.backbone.resnet import (
 )
 from detectron2.projects.deeplab.resnet import DeepLabStem
 
-from .antialias import AntiAlias, antialias_from_cfg, keys_named_in_errors
+from pasa_det.config.antialias import AntiAlias, antialias_from_cfg, keys_named_in_errors
+
 from .blocks import (
     AntiAliasedBasicBlock,
     AntiAliasedBasicStem,
