@@ -1,15 +1,16 @@
-"""Where detectron2 0.6 (PyPI, Nov 2021) and detectron2 main (built from source) differ.
+"""Where detectron2 0.6 (PyPI, Nov 2021) and detectron2 main (built from source) differ,
+and what of detectron2's beyond its public API pasa_det reads.
 
 Both report `__version__` "0.6", so every difference is detected by what the installed
 detectron2 can do, never by its version string. Everything else in pasa_det uses the API
 the two share; a new difference belongs here, with the version that needs it.
 
 Differences that pasa_det avoids rather than bridges, by not using the API that differs:
-- SimpleTrainer's data iterator (0.6: attribute made at construction; main: lazy read-only
-  property) and AMPTrainer (main adds `precision`; both CUDA only): engine.trainer's
-  TrainingStep keeps its own iterator and autocasts itself.
-- DefaultTrainer.state_dict (main adds the inner trainer's state, 0.6 does not): the
-  Trainer writes and reads it itself.
+- AMPTrainer (main adds `precision`; both CUDA only): engine.step's TrainingStep
+  autocasts itself.
+- DefaultTrainer (its constructor builds the data loader before a resumed run's position
+  is known; main checkpoints the inner trainer's state, 0.6 does not): pasa_det's
+  engine.training composes the step, hooks and checkpointer itself.
 - FrozenBatchNorm2d (main keeps a converted BN's `num_batches_tracked`): SafeCheckpointer
   does not report that counter as missing.
 - DetectionCheckpointer._load_file (main asserts it runs inside `load`): only `load` is used.
@@ -18,11 +19,13 @@ Differences that pasa_det avoids rather than bridges, by not using the API that 
   on NumPy 2): evaluation.cityscapes runs the same steps itself.
 """
 
+import contextlib
 import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import inspect
+import logging
 import sys
 
 import torch.distributed as dist
@@ -50,6 +53,38 @@ def write_metrics(loss_dict, data_time: float, iteration: int) -> None:
         SimpleTrainer.write_metrics(loss_dict, data_time, iteration)
     else:
         SimpleTrainer.write_metrics(loss_dict, data_time)
+
+
+def next_training_batch(trainer: SimpleTrainer):
+    """The next batch of a SimpleTrainer's data loader, from the iterator its own
+    `run_step` reads (0.6: made at construction; main: made at first use)."""
+    return next(trainer._data_loader_iter)
+
+
+class _OneLine(logging.Filter):
+    def __init__(self, explained):
+        super().__init__()
+        self.explained = explained
+
+    def filter(self, record):
+        if record.exc_info and isinstance(record.exc_info[1], self.explained):
+            record.msg, record.args = f"Training stopped: {record.exc_info[1]}", ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
+@contextlib.contextmanager
+def training_errors_in_one_line(explained: tuple):
+    """detectron2's training loop logs the exception that ends it with its traceback; the
+    `explained` errors say what happened and what to change, so while this lasts they are
+    logged as one line."""
+    train_loop = logging.getLogger("detectron2.engine.train_loop")
+    one_line = _OneLine(explained)
+    train_loop.addFilter(one_line)
+    try:
+        yield
+    finally:
+        train_loop.removeFilter(one_line)
 
 
 def create_local_process_group(processes_per_machine: int) -> None:

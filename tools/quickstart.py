@@ -10,7 +10,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 
 import torch
@@ -19,7 +18,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
 from pasa_det.analysis.environment import describe_run
-from pasa_det.engine import USER_ERRORS, StoppedBySignal, Trainer, setup_cfg
+from pasa_det.engine import Trainer, run_reporting_errors, setup_cfg
 from pasa_det.engine.arguments import parse_args
 from pasa_det.engine.demo import run_demo
 from pasa_det.evaluation import json_ready
@@ -47,14 +46,7 @@ def _weights_sha256(path: str) -> str:
 def main():
     parser = default_argument_parser()
     parser.set_defaults(config_file=DEFAULT_CONFIG)
-    args = parse_args(parser)
-    try:
-        run(args)
-    except USER_ERRORS as e:
-        sys.exit(f"error: {e}")
-    except StoppedBySignal as e:
-        print(e, file=sys.stderr)
-        sys.exit(128 + e.signum)
+    run_reporting_errors(run, parse_args(parser))
 
 
 def coco_ap(results, task: str) -> dict:
@@ -73,8 +65,7 @@ def run(args):
     environment = describe_run(cfg.MODEL.DEVICE)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    trainer.train()  # evaluates on DATASETS.TEST after the last iteration
-    results = trainer.last_eval_results
+    results = trainer.train()  # evaluates on DATASETS.TEST after the last iteration
     if not comm.is_main_process():
         return
     # NaN (e.g. APl: no large objects) is not JSON: written as null.

@@ -12,6 +12,10 @@ from pasa_det.detectron2_versions import fast_cocoeval_available
 from pasa_det.evaluation import CheckedCOCOEvaluator
 
 dataloader = OmegaConf.create()
+# One's own data, registered before the loaders are built: [[name, annotations.json, image
+# folder]] and [[name, leftImg8bit/<split>, gtFine/<split>, "instance" | "semantic"]].
+dataloader.register_coco = []
+dataloader.register_cityscapes = []
 dataloader.train = L(build_resumable_train_loader)(
     names=["coco_2017_train"],
     mapper=L(DatasetMapper)(

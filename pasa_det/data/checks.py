@@ -191,19 +191,32 @@ def load_training_dicts(names, filter_empty=True, min_keypoints=0, proposal_file
 def check_datasets_registered(cfg) -> None:
     """Every dataset DATASETS.TRAIN and TEST name is registered; checked before the model
     is built, with the closest registered names and how to register one."""
-    registered = DatasetCatalog.list()
     for key in ("TRAIN", "TEST"):
-        for name in cfg.DATASETS[key]:
-            if name in registered:
-                continue
-            close = difflib.get_close_matches(name, registered, n=3, cutoff=0.5)
-            hint = f" Close registered names: {', '.join(close)}." if close else ""
-            raise DatasetError(
-                f"DATASETS.{key} names {name!r}, which is not registered.{hint} For your own "
-                "data, add it to the config: DATASETS.REGISTER_COCO "
+        check_registered(
+            f"DATASETS.{key}",
+            cfg.DATASETS[key],
+            lambda name: (
+                "DATASETS.REGISTER_COCO "
                 f"\"[('{name}', 'path/to/annotations.json', 'path/to/images')]\" (COCO format) "
-                "or DATASETS.REGISTER_CITYSCAPES (see docs/GETTING_STARTED.md, 'Your own data')"
-            )
+                "or DATASETS.REGISTER_CITYSCAPES"
+            ),
+        )
+
+
+def check_registered(key: str, names, how_to_register) -> None:
+    """Every dataset of `names` (set by config key `key`) is registered, else an error with
+    the closest registered names and `how_to_register(name)`."""
+    registered = DatasetCatalog.list()
+    for name in [names] if isinstance(names, str) else names:
+        if name in registered:
+            continue
+        close = difflib.get_close_matches(name, registered, n=3, cutoff=0.5)
+        hint = f" Close registered names: {', '.join(close)}." if close else ""
+        raise DatasetError(
+            f"{key} names {name!r}, which is not registered.{hint} For your own data, add it "
+            f"to the config: {how_to_register(name)} (see docs/GETTING_STARTED.md, 'Your own "
+            "data')"
+        )
 
 
 def _class_counts(cfg):

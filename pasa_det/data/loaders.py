@@ -9,7 +9,7 @@ from detectron2.utils import comm
 
 from .checks import FileNamingMapper, load_dataset_dicts, load_training_dicts
 from .prepare import prepare_dataset
-from .resumable import PositionSeededDataset, ResumableLoader, ResumableTrainingSampler
+from .resumable import PositionSeededDataset, ResumableTrainingSampler
 
 
 def build_resumable_train_loader(
@@ -27,8 +27,7 @@ def build_resumable_train_loader(
     proposal_files=None,
 ):
     """Batches of `total_batch_size` images over all processes from the datasets `names`
-    (prepared if embedded), mapped
-    by `mapper`, starting at global sample position `start` (a resumed run's iteration
+    (prepared if embedded), mapped by `mapper`, starting at global sample position `start` (a resumed run's iteration
     times the batch size). The stream depends only on `seed` (-1: one drawn and shared
     by the processes) and the position, so a resumed run sees an uninterrupted run's
     batches."""
@@ -39,16 +38,14 @@ def build_resumable_train_loader(
         names, filter_empty=filter_empty, min_keypoints=min_keypoints, proposal_files=proposal_files
     )
     seed = seed if seed >= 0 else comm.shared_random_seed()
-    sampler = ResumableTrainingSampler(len(dicts), seed)
-    sampler.start = start
-    loader = build_batch_data_loader(
+    sampler = ResumableTrainingSampler(len(dicts), seed, start=start)
+    return build_batch_data_loader(
         PositionSeededDataset(DatasetFromList(dicts, copy=False), mapper, seed, skip_bad_images),
         sampler,
         total_batch_size,
         aspect_ratio_grouping=aspect_ratio_grouping,
         num_workers=num_workers,
     )
-    return ResumableLoader(loader, sampler)
 
 
 def build_checked_test_loader(name: str, mapper, *, num_workers: int = 0, proposal_file=None):

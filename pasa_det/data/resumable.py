@@ -34,9 +34,9 @@ class ResumableTrainingSampler(Sampler):
     """Infinite stream of `(position, index)`: epoch e is a permutation drawn from
     (seed, e); this process takes positions start + rank, start + rank + world, …"""
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True):
+    def __init__(self, size: int, seed: int, shuffle: bool = True, start: int = 0):
         self.size, self.seed, self.shuffle = size, seed, shuffle
-        self.start = 0  # global position of the first sample; set on resume
+        self.start = start  # global position of the first sample: a resumed run's
         self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
 
     def _permutation(self, epoch: int):
@@ -107,17 +107,3 @@ class PositionSeededDataset(Dataset):
             "could not be read or were dropped by the mapper (the warnings above name the "
             "unreadable files): fix or replace those files"
         )
-
-
-class ResumableLoader:
-    """Training batches from `loader`, with the sampler that --resume positions
-    (`sampler.start`). Iterating starts nothing until the first batch is asked for:
-    detectron2 0.6's SimpleTrainer calls `iter()` as it is built, and that iterator is
-    never used (pasa_det's TrainingStep makes its own at the first step), so it must not
-    start data-loader workers or read the sampler."""
-
-    def __init__(self, loader, sampler: ResumableTrainingSampler):
-        self.loader, self.sampler = loader, sampler
-
-    def __iter__(self):
-        yield from self.loader

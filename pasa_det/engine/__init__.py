@@ -1,17 +1,14 @@
-"""Training and process launching."""
+"""Training (one loop, `Training`, behind the yacs `Trainer` and the LazyConfig route),
+evaluation, process launching and how the tools end."""
 
-from pasa_det.checkpoint import CheckpointError
-from pasa_det.config import ConfigError
-from pasa_det.data.checks import DatasetError
-from pasa_det.evaluation.headline_metrics import EvaluationFailed
-
+from .command import USER_ERRORS, launch_tool, run_reporting_errors
 from .interrupt import EvaluationInterrupted, StoppedBySignal, TrainingInterrupted
 from .launch import JobFailed, launch
-from .trainer import NonFiniteLossError, Trainer, setup_cfg
-
-# What a tool reports in one line ("error: …") instead of a traceback: the message says
-# which key, file or setting to change.
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, NonFiniteLossError, EvaluationFailed)
+from .lazy import lazy_test, lazy_training
+from .setup import setup_cfg, setup_lazy_cfg
+from .step import NonFiniteLossError, TrainingStep
+from .trainer import Trainer
+from .training import Training
 
 __all__ = [
     "EvaluationInterrupted",
@@ -19,8 +16,15 @@ __all__ = [
     "NonFiniteLossError",
     "StoppedBySignal",
     "Trainer",
+    "Training",
     "TrainingInterrupted",
+    "TrainingStep",
     "USER_ERRORS",
     "launch",
+    "launch_tool",
+    "lazy_test",
+    "lazy_training",
+    "run_reporting_errors",
     "setup_cfg",
+    "setup_lazy_cfg",
 ]

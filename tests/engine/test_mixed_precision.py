@@ -40,7 +40,7 @@ def test_bfloat16_training_runs_pasa_in_bfloat16_with_finite_losses_and_no_scali
     before = {k: v.clone() for k, v in t.model.state_dict().items()}
     t.train()
     assert record.dtypes == {torch.bfloat16}
-    assert not t._trainer.grad_scaler.is_enabled()
+    assert not t.step.grad_scaler.is_enabled()
     history = t.storage.history("total_loss").values()
     assert len(history) == 4 and all(torch.isfinite(torch.tensor(v)) for v, _ in history)
     after = t.model.state_dict()

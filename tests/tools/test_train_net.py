@@ -76,7 +76,7 @@ def test_resume_continues_iteration_count_optimizer_and_schedule(trained):
     assert "Starting training from iteration 4" in run.stderr + run.stdout
     checkpoint = torch.load(os.path.join(trained, "model_final.pth"), weights_only=False)
     assert checkpoint["iteration"] == 5
-    assert checkpoint["trainer"]["_trainer"]["optimizer"]["state"]  # SGD momentum buffers
+    assert checkpoint["trainer"]["optimizer"]["state"]  # SGD momentum buffers
     assert checkpoint["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == 6
     iterations = [
         json.loads(line)["iteration"] for line in open(os.path.join(trained, "metrics.json"))
@@ -288,5 +288,5 @@ def test_resume_without_a_checkpoint_warns_where_it_looked_in_the_log(tmp_path):
     )
     log = (tmp_path / "log.txt").read_text()
     line = next(line for line in log.splitlines() if "--resume found no checkpoint" in line)
-    assert re.match(r"\[\d\d/\d\d \d\d:\d\d:\d\d\] pasa\.engine\.trainer WARNING: ", line)
+    assert re.match(r"\[\d\d/\d\d \d\d:\d\d:\d\d\] pasa\.engine\.training WARNING: ", line)
     assert line.endswith(expected)

@@ -1,0 +1,120 @@
+"""The LazyConfig route: the `Training` and the evaluation of a LazyConfig, from its
+`model`, `optimizer`, `lr_multiplier`, `dataloader` (train, test, evaluator) and `train`
+(detectron2's configs/common/train.py keys, plus pasa_det's `seed` and
+`divergence_loss_factor`); `dataloader.register_coco` and `register_cityscapes` register
+one's own data."""
+
+import inspect
+import logging
+import os
+
+from detectron2.config import instantiate
+from detectron2.evaluation import DatasetEvaluators
+from detectron2.utils.registry import locate
+
+from pasa_det.checkpoint.loading import SafeCheckpointer
+from pasa_det.config import ConfigError
+from pasa_det.data.checks import DatasetError
+from pasa_det.data.datasets.from_config import register_cityscapes, register_coco
+
+from .testing import evaluate_datasets
+from .training import Training
+
+logger = logging.getLogger(__name__)
+
+DIVERGENCE_ADVICE = "a lower optimizer.lr; a longer warm-up (lr_multiplier.warmup_length)"
+
+
+def register_lazy_datasets(cfg) -> None:
+    """Register what `dataloader.register_coco` ([name, annotations.json, image folder])
+    and `dataloader.register_cityscapes` ([name, leftImg8bit split folder, gtFine split
+    folder, "instance" | "semantic"]) list, as the yacs DATASETS.REGISTER_* keys do."""
+    datasets = cfg.dataloader
+    for key, register, fields in (
+        ("register_coco", register_coco, 3),
+        ("register_cityscapes", register_cityscapes, 4),
+    ):
+        for entry in datasets.get(key, None) or []:
+            if len(entry) != fields:
+                raise DatasetError(
+                    f"dataloader.{key} entries hold {fields} values "
+                    f"({inspect.signature(register)}), got {list(entry)}"
+                )
+            register(*entry)
+
+
+def lazy_train_loader(cfg, start: int):
+    """`dataloader.train` from global sample position `start`. A loader that cannot start
+    there (one without a `start` argument, as detectron2's) restarts its stream, which
+    is said."""
+    loader = cfg.dataloader.train
+    target = loader._target_
+    target = locate(target) if isinstance(target, str) else target
+    if "start" in inspect.signature(target).parameters:
+        loader.start = start
+    elif start:
+        logger.warning(
+            f"dataloader.train ({getattr(target, '__name__', target)}) cannot start at sample "
+            f"{start}: the resumed run sees its data from the beginning. For an exact resume "
+            "use pasa_det.data.loaders.build_resumable_train_loader"
+        )
+    return instantiate(loader)
+
+
+def lazy_test(cfg, model):
+    """The results of `model` on `dataloader.test` with `dataloader.evaluator` (a list is
+    run as one), or {} without an evaluator."""
+    if "evaluator" not in cfg.dataloader:
+        return {}
+    evaluator = instantiate(cfg.dataloader.evaluator)
+    if isinstance(evaluator, (list, tuple)):
+        evaluator = DatasetEvaluators(list(evaluator))
+    name = cfg.dataloader.test.get("name", None) or cfg.dataloader.test.get("dataset", "test")
+    inference_dir = os.path.join(cfg.train.output_dir, "inference")
+    return evaluate_datasets(
+        model, [(str(name), instantiate(cfg.dataloader.test), evaluator)], inference_dir
+    )
+
+
+def instantiate_part(cfg, key: str):
+    """`instantiate(cfg[key])`; arguments its call refuses are a ConfigError naming `key`."""
+    try:
+        return instantiate(cfg[key])
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{key}: {type(e).__name__}: {e}") from None
+
+
+def build_lazy_model(cfg):
+    """`model`, on `train.device`."""
+    return instantiate_part(cfg, "model").to(cfg.train.device)
+
+
+def lazy_training(cfg) -> Training:
+    """The training run of a LazyConfig."""
+    train = cfg.train
+    model = build_lazy_model(cfg)
+    cfg.optimizer.params.model = model
+    optimizer = instantiate_part(cfg, "optimizer")
+    seed = train.get("seed", -1)
+    return Training(
+        model,
+        optimizer,
+        instantiate_part(cfg, "lr_multiplier"),
+        lambda start: lazy_train_loader(cfg, start),
+        ims_per_batch=cfg.dataloader.train.total_batch_size,
+        max_iter=train.max_iter,
+        checkpointer=SafeCheckpointer(model, train.output_dir),
+        evaluate=lambda model: lazy_test(cfg, model),
+        weights=train.init_checkpoint,
+        checkpoint_period=train.checkpointer.period,
+        max_to_keep=train.checkpointer.get("max_to_keep", None),
+        eval_period=train.eval_period,
+        log_period=train.log_period,
+        seed=seed if seed >= 0 else None,
+        precision=train.amp.get("precision", "float16") if train.amp.enabled else None,
+        divergence_factor=train.get("divergence_loss_factor", 0.0),
+        divergence_key="train.divergence_loss_factor",
+        divergence_advice=DIVERGENCE_ADVICE,
+        ddp=dict(train.ddp),
+        weights_option="train.init_checkpoint={}",
+    )

@@ -1,0 +1,121 @@
+"""tools/lazyconfig_train_net.py end to end with the quick LazyConfig on the embedded
+synthetic set (CPU, 64-px images, a few iterations): it trains and evaluates, a run stopped
+by SIGTERM and resumed ends with the uninterrupted run's weights, --eval-only of the saved
+weights prints the numbers training printed, and mistakes end in one line."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from pasa_det.analysis.printed_results import copypaste_results
+from tests.helpers.paths import QUICK_INSTANCE, ROOT, TOOLS
+from tests.helpers.scripts import run_tool
+
+QUICK_LAZY = QUICK_INSTANCE.replace(".yaml", ".py")
+_AUG = "dataloader.{}.mapper.augmentations.0"
+TINY = [
+    "dataloader.train.total_batch_size=2",
+    "dataloader.train.num_workers=0",
+    "dataloader.test.num_workers=0",
+    f"{_AUG.format('train')}.short_edge_length=[64]",
+    f"{_AUG.format('train')}.max_size=64",
+    f"{_AUG.format('test')}.short_edge_length=64",
+    f"{_AUG.format('test')}.max_size=64",
+    "model.roi_heads.box_predictor.test_topk_per_image=5",  # an untrained model's evaluation
+    "train.max_iter=10",
+    "lr_multiplier.scheduler.milestones=[8]",
+    "train.checkpointer.period=2",
+]
+
+
+def lazy(*args, check=True, config=QUICK_LAZY):
+    run = run_tool("lazyconfig_train_net.py", "--config-file", config, *args)
+    if check and run.returncode != 0:
+        raise AssertionError(
+            f"lazyconfig_train_net failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+        )
+    return run
+
+
+def weights(folder):
+    return torch.load(folder / "model_final.pth", weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight")
+    return out, lazy(*TINY, f"train.output_dir={out}")
+
+
+def test_trains_and_eval_only_of_the_saved_weights_and_config_prints_the_same_numbers(straight):
+    out, run = straight
+    trained = copypaste_results(run.stdout + run.stderr)
+    assert set(trained) == {"bbox", "segm"}
+    assert all(0 <= trained[t]["AP"] <= 100 for t in trained if trained[t]["AP"] is not None)
+    assert (out / "last_checkpoint").read_text() == "model_final.pth"
+    assert "eta:" in (out / "log.txt").read_text()
+    again = lazy(
+        "--eval-only", *TINY, f"train.output_dir={out / 'eval'}",
+        f"train.init_checkpoint={out / 'model_final.pth'}",
+    )  # fmt: skip
+    assert copypaste_results(again.stdout + again.stderr) == trained
+    # The config the run saved is the run's: evaluating with it gives the same numbers.
+    saved = lazy(
+        "--eval-only", f"train.output_dir={out / 'eval_saved'}",
+        f"train.init_checkpoint={out / 'model_final.pth'}", config=out / "config.yaml",
+    )  # fmt: skip
+    assert copypaste_results(saved.stdout + saved.stderr) == trained
+
+
+def test_sigterm_then_resume_ends_with_the_uninterrupted_weights(straight, tmp_path):
+    out, _ = straight
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(TOOLS, "lazyconfig_train_net.py"), "--config-file",
+         QUICK_LAZY, *TINY, f"train.output_dir={tmp_path}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    marker, deadline = tmp_path / "last_checkpoint", time.monotonic() + 300
+    while process.poll() is None and not (
+        marker.exists() and marker.read_text() == "model_0000001.pth"
+    ):
+        assert time.monotonic() < deadline, "no checkpoint of iteration 1 within 300 s"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    stop = re.search(r"SIGTERM received: stopped after iteration (\d+) and saved (\S+);", stderr)
+    assert stop and 1 <= int(stop.group(1)) < 9, stderr[-3000:]
+    assert not (tmp_path / "model_final.pth").exists()
+
+    resumed = lazy("--resume", *TINY, f"train.output_dir={tmp_path}")
+    start = re.search(r"Starting training from iteration (\d+)", resumed.stdout + resumed.stderr)
+    assert int(start.group(1)) == int(stop.group(1)) + 1
+    final, uninterrupted = weights(tmp_path), weights(out)
+    assert final.keys() == uninterrupted.keys()
+    for key in final:
+        assert torch.equal(final[key], uninterrupted[key]), key
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train.max_iterr=3"], r"has no key train\.max_iterr; did you mean train\.max_iter\?"),
+        (
+            ["dataloader.train.names=[mine]"],
+            r"dataloader\.train\.names names 'mine', which is "
+            r"not registered.*dataloader\.register_coco",
+        ),  # fmt: skip
+    ],
+)
+def test_a_mistake_in_the_overrides_is_one_line_naming_the_key(args, message, tmp_path):
+    run = lazy(*args, f"train.output_dir={tmp_path}", check=False)
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and re.search(message, last), run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
