@@ -25,7 +25,7 @@ test: setup
 test-slow: setup
 	$(PYTHON) -m pytest -m slow $(TESTS)
 
-# Re-train the committed quickstart and compare weights and AP (about 15 min on 2 cores).
+# Re-train the committed quickstart and compare weights and AP (about 17 min on 2 cores).
 test-reproduction: setup
 	$(PYTHON) -m pytest -m reproduction $(TESTS)
 
