@@ -44,6 +44,21 @@ dataloader.test = L(build_checked_test_loader)(
     ),
     num_workers=4,
 )
+# The model's class counts must match the datasets' (False: a different count on purpose).
+dataloader.check_num_classes = True
+# Shift consistency, evaluated beside `evaluator` when enabled: AP at these shifts (px of the
+# original image, four directions) and agreement of instances scored >= score_thresh matched
+# at mask IoU >= match_iou; for semantic segmentation, num_pairs crop pairs per image offset
+# by up to max_shift px, drawn from seed.
+dataloader.shift_consistency = dict(
+    enabled=False,
+    shifts=[1, 2, 5, 10, 20],
+    score_thresh=0.5,
+    match_iou=0.5,
+    num_pairs=5,
+    max_shift=32,
+    seed=0,
+)
 dataloader.evaluator = L(CheckedCOCOEvaluator)(
     dataset_name="${..test.name}", use_fast_impl=fast_cocoeval_available()
 )

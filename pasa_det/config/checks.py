@@ -112,23 +112,30 @@ def check_pasa_config(cfg) -> None:
             f"SOLVER.DIVERGENCE_LOSS_FACTOR must be 0 (off) or a number > 1, got {factor!r}"
         )
     shift = cfg.TEST.SHIFT_CONSISTENCY
-    if not shift.SHIFTS or any(not isinstance(s, int) or s < 1 for s in shift.SHIFTS):
-        raise ConfigError(
-            f"TEST.SHIFT_CONSISTENCY.SHIFTS must list positive integers (pixels), got {shift.SHIFTS!r}"
-        )
-    for key in ("SCORE_THRESH", "MATCH_IOU"):
-        if not 0 <= shift[key] <= 1:
-            raise ConfigError(
-                f"TEST.SHIFT_CONSISTENCY.{key} must lie in [0, 1], got {shift[key]!r}"
-            )
-    for key, unit in (("NUM_PAIRS", "crop pairs per image"), ("MAX_SHIFT", "pixels")):
-        if not isinstance(shift[key], int) or shift[key] < 1:
-            raise ConfigError(
-                f"TEST.SHIFT_CONSISTENCY.{key} must be >= 1 (a whole number of {unit}), got "
-                f"{shift[key]!r}"
-            )
+    check_shift_settings(shift, "TEST.SHIFT_CONSISTENCY")
     if shift.ENABLED and cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":
         _check_max_shift_leaves_a_crop(cfg)
+
+
+def check_shift_settings(settings, group: str) -> None:
+    """The shift-consistency settings `settings` (config group `group`: yacs upper-case
+    keys or a LazyConfig's lower-case ones) can be used; ConfigError naming the key if not."""
+
+    def value(name):
+        key = name if name in settings else name.lower()
+        return f"{group}.{key}", settings[key]
+
+    key, shifts = value("SHIFTS")
+    if not shifts or any(not isinstance(s, int) or s < 1 for s in shifts):
+        raise ConfigError(f"{key} must list positive integers (pixels), got {shifts!r}")
+    for name in ("SCORE_THRESH", "MATCH_IOU"):
+        key, v = value(name)
+        if not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            raise ConfigError(f"{key} must lie in [0, 1], got {v!r}")
+    for name, unit in (("NUM_PAIRS", "crop pairs per image"), ("MAX_SHIFT", "pixels")):
+        key, v = value(name)
+        if not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{key} must be >= 1 (a whole number of {unit}), got {v!r}")
 
 
 def _check_max_shift_leaves_a_crop(cfg) -> None:

@@ -236,6 +236,28 @@ def _class_counts(cfg):
     return counts.get(arch, [])
 
 
+YACS_SWITCH = "DATASETS.CHECK_NUM_CLASSES False"
+LAZY_SWITCH = "dataloader.check_num_classes=False"
+# Where a LazyConfig's model holds its class counts (detectron2's common/models), and the
+# metadata field each is compared with; RetinaNet's is at the top.
+LAZY_CLASS_COUNTS = (
+    ("roi_heads.num_classes", "thing_classes"),
+    ("sem_seg_head.num_classes", "stuff_classes"),
+    ("num_classes", "thing_classes"),
+)
+
+
+def _lazy_class_counts(model_cfg):
+    counts = []
+    for path, field in LAZY_CLASS_COUNTS:
+        node = model_cfg
+        for part in path.split("."):
+            node = node.get(part, None) if hasattr(node, "get") else None
+        if isinstance(node, int):
+            counts.append((node, field, f"model.{path}"))
+    return counts
+
+
 def check_num_classes(cfg, names) -> None:
     """The model predicts as many classes as each dataset in `names` has, where its
     metadata already holds them (COCO-format sets: once read or registered from the
@@ -244,10 +266,20 @@ def check_num_classes(cfg, names) -> None:
     if not cfg.DATASETS.CHECK_NUM_CLASSES:
         return
     for num_classes, field, key in _class_counts(cfg):
-        _check_count(num_classes, field, key, names)
+        _check_count(num_classes, field, key, names, f"set {key} {{}}", YACS_SWITCH)
 
 
-def _check_count(num_classes, field, key, names) -> None:
+def check_lazy_num_classes(cfg, names) -> None:
+    """check_num_classes for a LazyConfig: its `model`'s class counts; off with
+    `dataloader.check_num_classes=False`."""
+    if not cfg.dataloader.get("check_num_classes", True):
+        return
+    for num_classes, field, key in _lazy_class_counts(cfg.model):
+        _check_count(num_classes, field, key, names, f"{key}={{}}", LAZY_SWITCH)
+
+
+def _check_count(num_classes, field, key, names, set_count: str, switch_off: str) -> None:
+    """`set_count`.format(n): how to make `key` n; `switch_off`: how to skip the check."""
     for name in names:
         classes = MetadataCatalog.get(name).get(field, None)
         if classes is None or len(classes) == num_classes:
@@ -255,6 +287,6 @@ def _check_count(num_classes, field, key, names) -> None:
         shown = ", ".join(classes[:6]) + (", …" if len(classes) > 6 else "")
         raise DatasetError(
             f"{key} is {num_classes} but dataset {name!r} has {len(classes)} classes "
-            f"({shown}): set {key} {len(classes)}, or DATASETS.CHECK_NUM_CLASSES False to "
-            "use a different count on purpose"
+            f"({shown}): {set_count.format(len(classes))}, or {switch_off} to use a different "
+            "count on purpose"
         )

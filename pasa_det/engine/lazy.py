@@ -10,12 +10,19 @@ import os
 
 from detectron2.config import instantiate
 from detectron2.evaluation import DatasetEvaluators
+from detectron2.modeling import SemanticSegmentor
 from detectron2.utils.registry import locate
 
 from pasa_det.checkpoint.loading import SafeCheckpointer
 from pasa_det.config import ConfigError
-from pasa_det.data.checks import DatasetError
+from pasa_det.data.checks import DatasetError, check_lazy_num_classes
 from pasa_det.data.datasets.from_config import register_cityscapes, register_coco
+from pasa_det.evaluation import (
+    InstanceShiftConsistency,
+    SemSegShiftConsistency,
+    check_evaluation_data,
+)
+from pasa_det.evaluation.shift_consistency import LAZY_KEY, is_semantic
 
 from .testing import evaluate_datasets
 from .training import Training
@@ -43,6 +50,31 @@ def register_lazy_datasets(cfg) -> None:
             register(*entry)
 
 
+def lazy_datasets(cfg, part: str):
+    """(config key, dataset names) of what `dataloader.<part>` reads: its `names` / `name`
+    (pasa_det's loaders) or `dataset.names` (detectron2's get_detection_dataset_dicts);
+    (None, []) if it names none."""
+    loader = cfg.dataloader.get(part, None)
+    if loader is None:
+        return None, []
+    for field in ("names", "name", "dataset.names"):
+        node, parts = loader, field.split(".")
+        for name in parts:
+            node = node.get(name, None) if hasattr(node, "get") else None
+        if node is not None:
+            names = [node] if isinstance(node, str) else list(node)
+            return f"dataloader.{part}.{field}", names
+    return None, []
+
+
+def lazy_dataset_names(cfg, part: str) -> list:
+    return lazy_datasets(cfg, part)[1]
+
+
+def shift_consistency_enabled(cfg) -> bool:
+    return bool(cfg.dataloader.get("shift_consistency", {}).get("enabled", False))
+
+
 def lazy_train_loader(cfg, start: int):
     """`dataloader.train` from global sample position `start`. A loader that cannot start
     there (one without a `start` argument, as detectron2's) restarts its stream, which
@@ -58,21 +90,72 @@ def lazy_train_loader(cfg, start: int):
             f"{start}: the resumed run sees its data from the beginning. For an exact resume "
             "use pasa_det.data.loaders.build_resumable_train_loader"
         )
-    return instantiate(loader)
+    loader = instantiate(loader)
+    # The metadata is complete once the data is read: what would stop the evaluation after
+    # training stops it now.
+    check_lazy_num_classes(cfg, lazy_dataset_names(cfg, "train"))
+    check_lazy_evaluation_data(cfg)
+    return loader
+
+
+def check_lazy_evaluation_data(cfg) -> None:
+    """check_evaluation_data for `dataloader.test` and `dataloader.shift_consistency`."""
+    names = lazy_dataset_names(cfg, "test")
+    instance_shifts = shift_consistency_enabled(cfg) and not any(map(is_semantic, names))
+    shifts = cfg.dataloader.shift_consistency.shifts if instance_shifts else None
+    check_evaluation_data(names, shifts, LAZY_KEY)
+
+
+def lazy_shift_consistency(cfg, model, dataset_name: str, output_dir: str):
+    """The shift-consistency evaluator of `dataloader.shift_consistency` for `model` on
+    `dataset_name`, reading and resizing shifted images as `dataloader.test.mapper` does."""
+    settings = cfg.dataloader.shift_consistency
+    if isinstance(model, SemanticSegmentor) or is_semantic(dataset_name):
+        return SemSegShiftConsistency(
+            model,
+            settings.num_pairs,
+            settings.max_shift,
+            settings.seed,
+            dataset_name,
+            output_dir,
+            key=LAZY_KEY,
+        )
+    mapper = cfg.dataloader.test.mapper
+    return InstanceShiftConsistency(
+        model,
+        dataset_name,
+        instantiate(mapper.augmentations),
+        mapper.get("image_format", "BGR"),
+        bool(getattr(getattr(model, "roi_heads", None), "mask_on", False)),
+        list(settings.shifts),
+        settings.score_thresh,
+        settings.match_iou,
+        output_dir,
+        key=LAZY_KEY,
+    )
 
 
 def lazy_test(cfg, model):
     """The results of `model` on `dataloader.test` with `dataloader.evaluator` (a list is
-    run as one), or {} without an evaluator."""
-    if "evaluator" not in cfg.dataloader:
-        return {}
-    evaluator = instantiate(cfg.dataloader.evaluator)
-    if isinstance(evaluator, (list, tuple)):
-        evaluator = DatasetEvaluators(list(evaluator))
-    name = cfg.dataloader.test.get("name", None) or cfg.dataloader.test.get("dataset", "test")
+    run as one) and, when `dataloader.shift_consistency.enabled`, shift consistency; {}
+    with neither."""
+    names = lazy_dataset_names(cfg, "test")
+    name = "+".join(names) or "test"
     inference_dir = os.path.join(cfg.train.output_dir, "inference")
+    evaluators = []
+    if "evaluator" in cfg.dataloader:
+        evaluator = instantiate(cfg.dataloader.evaluator)
+        evaluators += list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator]
+    if shift_consistency_enabled(cfg):
+        evaluators.append(
+            lazy_shift_consistency(cfg, model, name, os.path.join(inference_dir, name))
+        )
+    if not evaluators:
+        return {}
+    check_lazy_num_classes(cfg, names)
+    evaluator = evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
     return evaluate_datasets(
-        model, [(str(name), instantiate(cfg.dataloader.test), evaluator)], inference_dir
+        model, [(name, instantiate(cfg.dataloader.test), evaluator)], inference_dir
     )
 
 

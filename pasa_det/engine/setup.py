@@ -10,11 +10,17 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from pasa_det.config import ConfigError, load_config
+from pasa_det.config.checks import check_shift_settings
 from pasa_det.config.lazy import load_lazy_config
-from pasa_det.data.checks import check_datasets_registered, check_num_classes, check_registered
+from pasa_det.data.checks import (
+    check_datasets_registered,
+    check_lazy_num_classes,
+    check_num_classes,
+    check_registered,
+)
 from pasa_det.data.datasets.from_config import register_datasets_from_config
 
-from .lazy import register_lazy_datasets
+from .lazy import lazy_datasets, register_lazy_datasets
 from .output_lock import OutputDirBusy, lock_output_dir
 from .resume_check import describe, incompatible_keys
 from .trainer import Trainer
@@ -53,9 +59,12 @@ def setup_lazy_cfg(args):
     log_pasa_det_messages(cfg.train.output_dir)
     register_lazy_datasets(cfg)
     how = "dataloader.register_coco \"[['{}', 'path/to/annotations.json', 'path/to/images']]\""
-    check_registered("dataloader.train.names", cfg.dataloader.train.get("names", []), how.format)
-    if "test" in cfg.dataloader:
-        check_registered("dataloader.test.name", cfg.dataloader.test.get("name", []), how.format)
+    for part in ("train", "test"):
+        key, names = lazy_datasets(cfg, part)
+        check_registered(key, names, how.format)
+        check_lazy_num_classes(cfg, names)
+    if "shift_consistency" in cfg.dataloader:
+        check_shift_settings(cfg.dataloader.shift_consistency, "dataloader.shift_consistency")
     return cfg
 
 

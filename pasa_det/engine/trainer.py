@@ -137,7 +137,11 @@ class Trainer(Training):
             proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
         )
         check_num_classes(cfg, cfg.DATASETS.TRAIN)  # the metadata is complete once read
-        check_evaluation_data(cfg)
+        shift = cfg.TEST.SHIFT_CONSISTENCY
+        semantic = cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor"
+        check_evaluation_data(
+            cfg.DATASETS.TEST, shift.SHIFTS if shift.ENABLED and not semantic else None
+        )
         return loader
 
     @classmethod

@@ -6,26 +6,24 @@ from pasa_det.data.checks import read_annotation_file
 from pasa_det.data.prepare import prepare_dataset
 
 from .coco import check_coco_ground_truth
-from .shift_consistency import check_shifts_fit
+from .shift_consistency import YACS_KEY, check_shifts_fit
 
 # Evaluator types that pasa_det scores with COCOEvaluator (Trainer.build_evaluator).
 COCO_EVALUATED = ("coco", "coco_panoptic_seg")
 
 
-def check_evaluation_data(cfg) -> None:
-    """The COCO-format sets of DATASETS.TEST have ground truth to evaluate against (their
-    malformed annotations named once), and with TEST.SHIFT_CONSISTENCY.ENABLED every image
-    is larger than the largest shift. The evaluators check the same when they are built,
-    which is after training; this costs one read of each annotation file."""
-    for name in cfg.DATASETS.TEST:
+def check_evaluation_data(names, shifts=None, shift_key: str = YACS_KEY) -> None:
+    """The COCO-format sets of `names` have ground truth to evaluate against (their
+    malformed annotations named once), and every image is larger than the largest of
+    `shifts` (instance shift consistency, set by `shift_key`; None: not run). The
+    evaluators check the same when they are built, which is after training; this costs
+    one read of each annotation file."""
+    for name in names:
         meta = MetadataCatalog.get(name)
         if meta.get("evaluator_type", None) not in COCO_EVALUATED or not meta.get("json_file"):
             continue
         prepare_dataset(name)
         dataset = read_annotation_file(name)
         check_coco_ground_truth(name, dataset)
-        if (
-            cfg.TEST.SHIFT_CONSISTENCY.ENABLED
-            and cfg.MODEL.META_ARCHITECTURE != "SemanticSegmentor"
-        ):
-            check_shifts_fit(cfg.TEST.SHIFT_CONSISTENCY.SHIFTS, dataset.get("images", []), name)
+        if shifts is not None:
+            check_shifts_fit(shifts, dataset.get("images", []), name, shift_key)

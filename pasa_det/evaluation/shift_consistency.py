@@ -35,6 +35,14 @@ DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
 Model = Callable[[List[Dict]], List[Dict]]
 logger = logging.getLogger(__name__)
 RESULT_FILE = "shift_consistency.json"
+# The config group of the settings, named in errors: the yacs one, or the LazyConfig's.
+YACS_KEY = "TEST.SHIFT_CONSISTENCY"
+LAZY_KEY = "dataloader.shift_consistency"
+
+
+def _field(name: str, key: str) -> str:
+    """A setting's name in the group `key`: upper case in yacs, lower in a LazyConfig."""
+    return name if key == YACS_KEY else name.lower()
 
 
 def shift_consistency_table(res: Dict) -> str:
@@ -97,10 +105,13 @@ def shared_view(h: int, w: int, dx: int, dy: int) -> Tuple[slice, slice]:
     return slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0))
 
 
-def check_shifts_fit(shifts: Sequence[int], images: Sequence[Dict], dataset_name: str) -> None:
+def check_shifts_fit(
+    shifts: Sequence[int], images: Sequence[Dict], dataset_name: str, key: str = YACS_KEY
+) -> None:
     """Every shift (px of the original image) leaves part of every image in frame, as
     `translate` needs: a shift by an image's width or height zero-fills all of it, and the AP
-    at that shift measures nothing. `images`: COCO image entries (file_name, width, height)."""
+    at that shift measures nothing. `images`: COCO image entries (file_name, width, height);
+    `key`: the config group that set the shifts, for the error."""
     sized = [image for image in images if "width" in image and "height" in image]
     if not sized:
         return
@@ -108,7 +119,7 @@ def check_shifts_fit(shifts: Sequence[int], images: Sequence[Dict], dataset_name
     side = min(smallest["width"], smallest["height"])
     if max(shifts) >= side:
         raise ConfigError(
-            f"TEST.SHIFT_CONSISTENCY.SHIFTS={list(shifts)}: a shift of {max(shifts)} px moves "
+            f"{key}.{_field('SHIFTS', key)}={list(shifts)}: a shift of {max(shifts)} px moves "
             f"image {smallest['file_name']} of {dataset_name!r} ({smallest['width']}x"
             f"{smallest['height']} px) wholly out of frame. Shifts are px of the original image "
             f"and must stay below every image's width and height: use shifts up to {side - 1} "
@@ -191,13 +202,14 @@ class SemSegShiftConsistency(DatasetEvaluator):
         seed: int = 0,
         dataset_name: str = "",
         output_dir=None,
+        key: str = YACS_KEY,
     ):
         if num_pairs < 1 or max_shift < 1:
             raise ValueError(
                 f"need num_pairs >= 1 and max_shift >= 1, got {num_pairs}, {max_shift}"
             )
         self.model, self.num_pairs, self.max_shift, self.seed = model, num_pairs, max_shift, seed
-        self.dataset_name, self.output_dir = dataset_name, output_dir
+        self.dataset_name, self.output_dir, self.key = dataset_name, output_dir, key
 
     def reset(self):
         self._counts = _Counts(agreement=0.0, pairs=0)
@@ -208,9 +220,10 @@ class SemSegShiftConsistency(DatasetEvaluator):
             h, w = image.shape[-2] - self.max_shift, image.shape[-1] - self.max_shift
             if h < 1 or w < 1:
                 raise ConfigError(
-                    f"TEST.SHIFT_CONSISTENCY.MAX_SHIFT={self.max_shift} leaves no crop of the "
-                    f"{tuple(image.shape[-2:])} test input of {inp['file_name']}: set it below "
-                    f"{min(image.shape[-2:])}, or make the test inputs larger (INPUT.MIN_SIZE_TEST)"
+                    f"{self.key}.{_field('MAX_SHIFT', self.key)}={self.max_shift} leaves no crop "
+                    f"of the {tuple(image.shape[-2:])} test input of {inp['file_name']}: set it "
+                    f"below {min(image.shape[-2:])}, or make the test inputs larger ("
+                    f"{'INPUT.MIN_SIZE_TEST' if self.key == YACS_KEY else 'the test resize'})"
                 )
             rng = np.random.default_rng(image_seed(self.seed, inp["file_name"]))
             for _ in range(self.num_pairs):
@@ -261,32 +274,37 @@ class InstanceShiftConsistency(DatasetEvaluator):
         self,
         model: Model,
         dataset_name: str,
-        cfg,
+        augmentations: Sequence[T.Augmentation] = (),
+        image_format: str = "BGR",
+        with_masks: bool = True,
         shifts: Sequence[int] = (1, 2, 5, 10, 20),
         score_thresh: float = 0.5,
         match_iou: float = 0.5,
         output_dir=None,
+        key: str = YACS_KEY,
     ):
+        """`augmentations` and `image_format`: the test loader's (the shifted images are
+        read and resized as it reads the original); `with_masks`: whether the model
+        predicts masks (mask AP and instance agreement)."""
         self.model, self.score_thresh, self.match_iou = model, score_thresh, match_iou
         self.dataset_name, self.output_dir = dataset_name, output_dir
-        self.image_format = cfg.INPUT.FORMAT
-        self.augmentations = T.AugmentationList(
-            detection_utils.build_augmentation(cfg, is_train=False)
-        )
+        self.image_format = image_format
+        self.augmentations = T.AugmentationList(list(augmentations))
         self.shifts = [
             (f"{name}{d}", ux * d, uy * d)
             for d, (name, (ux, uy)) in itertools.product(shifts, DIRECTIONS.items())
         ]
         # The tasks are fixed: inferred from the predictions, a shift without any would
         # lack "segm".
-        tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
+        tasks = ("bbox", "segm") if with_masks else ("bbox",)
         self.coco = {}
         for name in ["0"] + [s[0] for s in self.shifts]:
             self.coco[name] = CheckedCOCOEvaluator(
                 dataset_name, tasks, output_dir=None, use_fast_impl=False
             )
             if name == "0":  # before loading the ground truth 4 x len(shifts) times more
-                check_shifts_fit(shifts, self.coco[name]._coco_api.dataset["images"], dataset_name)
+                images = self.coco[name]._coco_api.dataset["images"]
+                check_shifts_fit(shifts, images, dataset_name, key)
 
     def reset(self):
         for evaluator in self.coco.values():
@@ -382,6 +400,14 @@ class InstanceShiftConsistency(DatasetEvaluator):
         return OrderedDict(shift_consistency=res)
 
 
+def is_semantic(dataset_name: str) -> bool:
+    """Whether `dataset_name` is scored per pixel (semantic segmentation)."""
+    return MetadataCatalog.get(dataset_name).get("evaluator_type", None) in (
+        "sem_seg",
+        "cityscapes_sem_seg",
+    )
+
+
 def build_shift_consistency_evaluator(
     cfg, dataset_name: str, model: Model, output_dir=None
 ) -> DatasetEvaluator:
@@ -391,15 +417,18 @@ def build_shift_consistency_evaluator(
     sc = cfg.TEST.SHIFT_CONSISTENCY
     if output_dir is None:
         output_dir = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-    if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor" or MetadataCatalog.get(
-        dataset_name
-    ).evaluator_type in (
-        "sem_seg",
-        "cityscapes_sem_seg",
-    ):
+    if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor" or is_semantic(dataset_name):
         return SemSegShiftConsistency(
             model, sc.NUM_PAIRS, sc.MAX_SHIFT, sc.SEED, dataset_name, output_dir
         )
     return InstanceShiftConsistency(
-        model, dataset_name, cfg, sc.SHIFTS, sc.SCORE_THRESH, sc.MATCH_IOU, output_dir
+        model,
+        dataset_name,
+        detection_utils.build_augmentation(cfg, is_train=False),
+        cfg.INPUT.FORMAT,
+        cfg.MODEL.MASK_ON,
+        sc.SHIFTS,
+        sc.SCORE_THRESH,
+        sc.MATCH_IOU,
+        output_dir,
     )

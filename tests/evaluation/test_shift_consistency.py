@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog, detection_utils
 from detectron2.data.datasets import load_coco_json
 from detectron2.structures import Boxes, Instances
 from PIL import Image
@@ -239,7 +239,13 @@ def instance_consistency(
         ["INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "1000", "INPUT.FORMAT", "RGB"]
     )
     evaluator = InstanceShiftConsistency(
-        shifted_model or model, dataset_name, cfg, shifts=shifts, output_dir=output_dir
+        shifted_model or model,
+        dataset_name,
+        detection_utils.build_augmentation(cfg, is_train=False),
+        cfg.INPUT.FORMAT,
+        cfg.MODEL.MASK_ON,
+        shifts=shifts,
+        output_dir=output_dir,
     )
     evaluator.reset()
     for d in DatasetCatalog.get(dataset_name):

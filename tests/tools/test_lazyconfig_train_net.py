@@ -3,6 +3,7 @@ synthetic set (CPU, 64-px images, a few iterations): it trains and evaluates, a 
 by SIGTERM and resumed ends with the uninterrupted run's weights, --eval-only of the saved
 weights prints the numbers training printed, and mistakes end in one line."""
 
+import json
 import os
 import re
 import signal
@@ -73,6 +74,26 @@ def test_trains_and_eval_only_of_the_saved_weights_and_config_prints_the_same_nu
     assert copypaste_results(saved.stdout + saved.stderr) == trained
 
 
+def test_eval_only_with_shift_consistency_scores_every_shift(straight):
+    out, _ = straight
+    folder = out / "eval_shift"
+    run = lazy(
+        "--eval-only", *TINY, f"train.output_dir={folder}",
+        f"train.init_checkpoint={out / 'model_final.pth'}",
+        "dataloader.shift_consistency.enabled=True", "dataloader.shift_consistency.shifts=[2]",
+    )  # fmt: skip
+    written = json.loads(
+        (folder / "inference/synthetic_instances_val/shift_consistency.json").read_text()
+    )
+    for task in ("bbox", "segm"):  # the test loader's mapper reads and resizes the shifted ones
+        assert {f"{task}_AP_{d}2" for d in ("right", "left", "down", "up")} <= set(written)
+        assert written[f"{task}_AP_spread"] >= 0
+    printed = copypaste_results(run.stdout + run.stderr)
+    trained = copypaste_results((out / "log.txt").read_text())
+    # The usual evaluation is unchanged beside it.
+    assert {task: printed[task] for task in trained} == trained
+
+
 def test_sigterm_then_resume_ends_with_the_uninterrupted_weights(straight, tmp_path):
     out, _ = straight
     process = subprocess.Popen(
@@ -110,6 +131,22 @@ def test_sigterm_then_resume_ends_with_the_uninterrupted_weights(straight, tmp_p
             ["dataloader.train.names=[mine]"],
             r"dataloader\.train\.names names 'mine', which is "
             r"not registered.*dataloader\.register_coco",
+        ),  # fmt: skip
+        (
+            ["model.roi_heads.num_classes=5"],
+            r"model\.roi_heads\.num_classes is 5 but dataset 'synthetic_instances_\w+' has 3 "
+            r"classes.*: model\.roi_heads\.num_classes=3, or dataloader\.check_num_classes=False",
+        ),  # fmt: skip
+        (
+            ["dataloader.shift_consistency.match_iou=1.5"],
+            r"dataloader\.shift_consistency\.match_iou must lie in \[0, 1\], got 1\.5",
+        ),
+        (
+            [
+                "dataloader.shift_consistency.enabled=True",
+                "dataloader.shift_consistency.shifts=[1,500]",
+            ],
+            r"dataloader\.shift_consistency\.shifts=\[1, 500\]: a shift of 500 px moves image",
         ),  # fmt: skip
     ],
 )
