@@ -28,4 +28,7 @@ train = dict(
     # stop when the total loss exceeds this many times the first iteration's (0: off).
     seed=-1,
     divergence_loss_factor=1000.0,
+    # Gradient clipping before each step, as detectron2's yacs SOLVER.CLIP_GRADIENTS:
+    # clip_type "value" (each element) or "norm" (each parameter's norm_type-norm).
+    clip_gradients=dict(enabled=False, clip_type="value", clip_value=1.0, norm_type=2.0),
 )

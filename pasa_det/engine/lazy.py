@@ -8,9 +8,10 @@ import inspect
 import logging
 import os
 
-from detectron2.config import instantiate
+from detectron2.config import CfgNode, instantiate
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.modeling import SemanticSegmentor
+from detectron2.solver.build import GradientClipType, maybe_add_gradient_clipping
 from detectron2.utils.registry import locate
 
 from pasa_det.checkpoint.loading import SafeCheckpointer
@@ -29,7 +30,37 @@ from .training import Training
 
 logger = logging.getLogger(__name__)
 
-DIVERGENCE_ADVICE = "a lower optimizer.lr; a longer warm-up (lr_multiplier.warmup_length)"
+
+def divergence_advice(cfg) -> str:
+    """What to change after a divergence, for a LazyConfig."""
+    advice = ["a lower optimizer.lr", "a longer warm-up (lr_multiplier.warmup_length)"]
+    if not cfg.train.get("clip_gradients", {}).get("enabled", False):
+        advice.append(
+            "gradient clipping (train.clip_gradients.enabled=True "
+            "train.clip_gradients.clip_type=norm train.clip_gradients.clip_value=5.0)"
+        )
+    return "; ".join(advice)
+
+
+def with_gradient_clipping(optimizer, clip):
+    """`optimizer`, clipping gradients before each step as `clip` (train.clip_gradients:
+    enabled, clip_type "value" | "norm", clip_value, norm_type) says, with detectron2's
+    clipping (the yacs SOLVER.CLIP_GRADIENTS)."""
+    if not clip or not clip.get("enabled", False):
+        return optimizer
+    settings = CfgNode({"SOLVER": {"CLIP_GRADIENTS": {"ENABLED": True}}})
+    for key, default in (("clip_type", "value"), ("clip_value", 1.0), ("norm_type", 2.0)):
+        settings.SOLVER.CLIP_GRADIENTS[key.upper()] = clip.get(key, default)
+    types = [t.value for t in GradientClipType]
+    if settings.SOLVER.CLIP_GRADIENTS.CLIP_TYPE not in types:
+        raise ConfigError(
+            f"train.clip_gradients.clip_type is {clip.clip_type!r}; use one of {', '.join(types)}"
+        )
+    for key in ("clip_value", "norm_type"):
+        value = settings.SOLVER.CLIP_GRADIENTS[key.upper()]
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"train.clip_gradients.{key} must be a number > 0, got {value!r}")
+    return maybe_add_gradient_clipping(settings, optimizer)
 
 
 def register_lazy_datasets(cfg) -> None:
@@ -177,7 +208,9 @@ def lazy_training(cfg) -> Training:
     train = cfg.train
     model = build_lazy_model(cfg)
     cfg.optimizer.params.model = model
-    optimizer = instantiate_part(cfg, "optimizer")
+    optimizer = with_gradient_clipping(
+        instantiate_part(cfg, "optimizer"), train.get("clip_gradients", None)
+    )
     seed = train.get("seed", -1)
     return Training(
         model,
@@ -197,7 +230,7 @@ def lazy_training(cfg) -> Training:
         precision=train.amp.get("precision", "float16") if train.amp.enabled else None,
         divergence_factor=train.get("divergence_loss_factor", 0.0),
         divergence_key="train.divergence_loss_factor",
-        divergence_advice=DIVERGENCE_ADVICE,
+        divergence_advice=divergence_advice(cfg),
         ddp=dict(train.ddp),
         weights_option="train.init_checkpoint={}",
     )

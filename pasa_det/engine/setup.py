@@ -22,7 +22,13 @@ from pasa_det.data.datasets.from_config import register_datasets_from_config
 
 from .lazy import lazy_datasets, register_lazy_datasets
 from .output_lock import OutputDirBusy, lock_output_dir
-from .resume_check import describe, incompatible_keys
+from .resume_check import (
+    LAZY_NOT_STRUCTURAL,
+    describe,
+    incompatible_keys,
+    lazy_structure,
+    yacs_structure,
+)
 from .trainer import Trainer
 
 
@@ -54,7 +60,8 @@ def setup_lazy_cfg(args):
     """setup_cfg for a LazyConfig: --config-file x.py and trailing key=value overrides;
     its own datasets registered and the ones it names checked."""
     cfg = load_lazy_config(args.config_file, args.opts)
-    claim_output_dir(cfg.train.output_dir)
+    resume = args.resume and not args.eval_only
+    claim_output_dir(cfg.train.output_dir, lambda: _cannot_resume_lazy(cfg) if resume else None)
     default_setup(cfg, args)
     log_pasa_det_messages(cfg.train.output_dir)
     register_lazy_datasets(cfg)
@@ -84,16 +91,33 @@ def claim_output_dir(output_dir: str, why_not_resume=lambda: None) -> None:
         raise ConfigError(problem)
 
 
-def _cannot_resume(cfg):
-    """Why `cfg` cannot continue the run checkpointed in OUTPUT_DIR, or None."""
-    folder = cfg.OUTPUT_DIR
+def _run_config(folder: str, load):
+    """The config of the run checkpointed in `folder`, read by `load`, or None."""
     run_config = os.path.join(folder, "config.yaml")
     if not (os.path.isfile(os.path.join(folder, "last_checkpoint")) and os.path.isfile(run_config)):
         return None
     try:
-        run_cfg = load_config(run_config)
+        return load(run_config)
     except ConfigError as e:  # written by another version: the checkpoint check still applies
         logging.getLogger(__name__).warning(f"cannot compare with the run's config: {e}")
         return None
-    culprits = incompatible_keys(run_cfg, cfg, Trainer.build_model, Trainer.build_optimizer)
-    return describe(culprits, folder) if culprits else None
+
+
+def _cannot_resume(cfg):
+    """Why `cfg` cannot continue the run checkpointed in OUTPUT_DIR, or None."""
+    run_cfg = _run_config(cfg.OUTPUT_DIR, load_config)
+    if run_cfg is None:
+        return None
+    structure = yacs_structure(Trainer.build_model, Trainer.build_optimizer)
+    culprits = incompatible_keys(run_cfg, cfg, structure)
+    return describe(culprits, cfg.OUTPUT_DIR) if culprits else None
+
+
+def _cannot_resume_lazy(cfg):
+    """_cannot_resume for a LazyConfig (train.output_dir)."""
+    folder = cfg.train.output_dir
+    run_cfg = _run_config(folder, load_lazy_config)
+    if run_cfg is None:
+        return None
+    culprits = incompatible_keys(run_cfg, cfg, lazy_structure, LAZY_NOT_STRUCTURAL)
+    return describe(culprits, folder, "train.output_dir") if culprits else None

@@ -14,6 +14,7 @@ from detectron2.engine import HookBase
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
 
 from pasa_det.config import load_config
+from pasa_det.config.lazy import load_lazy_config
 from pasa_det.engine import (
     EvaluationInterrupted,
     NonFiniteLossError,
@@ -21,7 +22,12 @@ from pasa_det.engine import (
     TrainingInterrupted,
 )
 from pasa_det.engine.output_lock import OutputDirBusy, lock_output_dir, release_output_dir
-from pasa_det.engine.resume_check import incompatible_keys
+from pasa_det.engine.resume_check import (
+    LAZY_NOT_STRUCTURAL,
+    incompatible_keys,
+    lazy_structure,
+    yacs_structure,
+)
 from pasa_det.evaluation.headline_metrics import EvaluationFailed, check_headline_metrics
 from tests.helpers.paths import QUICK_INSTANCE, ROOT
 from tests.helpers.scripts import run_tool
@@ -92,7 +98,7 @@ def quick(*opts):
 def test_keys_that_change_the_model_or_its_parameter_groups_are_named_with_both_values():
     run = quick()
     find = lambda *opts: incompatible_keys(  # noqa: E731
-        run, quick(*opts), Trainer.build_model, Trainer.build_optimizer
+        run, quick(*opts), yacs_structure(Trainer.build_model, Trainer.build_optimizer)
     )
     assert find("MODEL.ANTIALIAS.GROUP", "4") == [("MODEL.ANTIALIAS.GROUP", 4, 8)]
     assert find("MODEL.RESNETS.DEPTH", "34", "SOLVER.MAX_ITER", "9") == [
@@ -104,6 +110,23 @@ def test_keys_that_change_the_model_or_its_parameter_groups_are_named_with_both_
     assert (
         find("SOLVER.MAX_ITER", "9", "SOLVER.BASE_LR", "0.01", "INPUT.MIN_SIZE_TRAIN", "(96,)")
         == []
+    )
+
+
+def test_lazy_keys_that_change_the_model_are_named_and_the_schedule_is_not():
+    lazy = QUICK_INSTANCE.replace(".yaml", ".py")
+    run = load_lazy_config(lazy)
+
+    def find(*overrides):
+        return incompatible_keys(
+            run, load_lazy_config(lazy, overrides), lazy_structure, LAZY_NOT_STRUCTURAL
+        )
+
+    kind = "model.backbone.bottom_up.antialias.kind"
+    assert find(f"{kind}=lpf", "train.max_iter=9") == [(kind, "lpf", "pasa")]
+    assert find("model.roi_heads.num_classes=5") == [("model.roi_heads.num_classes", 5, 3)]
+    assert (
+        find("train.max_iter=9", "optimizer.lr=0.01", "dataloader.train.total_batch_size=2") == []
     )
 
 

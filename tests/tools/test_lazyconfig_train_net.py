@@ -94,6 +94,23 @@ def test_eval_only_with_shift_consistency_scores_every_shift(straight):
     assert {task: printed[task] for task in trained} == trained
 
 
+def test_resume_with_another_model_is_refused_before_anything_is_written(straight):
+    out, _ = straight
+    before = {p: (out / p).read_bytes() for p in os.listdir(out) if (out / p).is_file()}
+    kind = "model.backbone.bottom_up.antialias.kind"
+    run = lazy("--resume", *TINY, f"{kind}=lpf", f"train.output_dir={out}", check=False)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"error: --resume cannot continue the run in {out} with this config: {kind} is 'lpf' "
+        f"here but 'pasa' in the run ({out}/config.yaml), which changes the model's parameters "
+        f"or the optimizer's parameter groups. Resume with the run's config (--config-file "
+        f"{out}/config.yaml) or start a new run in another train.output_dir; nothing in the "
+        "folder was changed"
+    )
+    after = {p: (out / p).read_bytes() for p in before}
+    assert {p for p in after if after[p] != before[p]} <= {"run.lock"}
+
+
 def test_sigterm_then_resume_ends_with_the_uninterrupted_weights(straight, tmp_path):
     out, _ = straight
     process = subprocess.Popen(
@@ -156,3 +173,21 @@ def test_a_mistake_in_the_overrides_is_one_line_naming_the_key(args, message, tm
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and re.search(message, last), run.stderr[-2000:]
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_train_a_model_whose_numbers_any_process_count_reproduces(tmp_path):
+    two = ["--num-gpus", "2", "--dist-url", "auto"]
+    run = lazy(
+        *two, *TINY, "train.max_iter=6", "lr_multiplier.scheduler.milestones=[4]",
+        f"train.output_dir={tmp_path / 'train'}",
+    )  # fmt: skip
+    trained = copypaste_results(run.stdout + run.stderr)
+    assert set(trained) == {"bbox", "segm"}
+    for processes in (1, 2):
+        again = lazy(
+            *(two if processes == 2 else []), "--eval-only", *TINY,
+            f"train.init_checkpoint={tmp_path / 'train' / 'model_final.pth'}",
+            f"train.output_dir={tmp_path / f'eval{processes}'}",
+        )  # fmt: skip
+        assert copypaste_results(again.stdout + again.stderr) == trained, processes
