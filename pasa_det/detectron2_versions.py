@@ -55,6 +55,29 @@ def write_metrics(loss_dict, data_time: float, iteration: int) -> None:
         SimpleTrainer.write_metrics(loss_dict, data_time)
 
 
+# ---- detectron2's and fvcore's private parts pasa_det reads (it assigns none) ----
+# Besides these readers, pasa_det's checkpointer overrides fvcore's Checkpointer hooks
+# `_load_file`, `_load_model` and `_log_incompatible_keys` (as detectron2's own
+# DetectionCheckpointer does), and replaces its `path_manager` (a public attribute).
+
+
+def coco_ground_truth(evaluator):
+    """The pycocotools COCO object a COCOEvaluator read its dataset's ground truth into,
+    which both its pycocotools and its C++ scoring read (`_coco_api` in 0.6 and main)."""
+    return evaluator._coco_api
+
+
+def cityscapes_prediction_dir(evaluator) -> str:
+    """The temporary folder detectron2's CityscapesInstanceEvaluator writes each
+    prediction to in `process` (`_temp_dir` in 0.6 and main)."""
+    return evaluator._temp_dir
+
+
+def remove_cityscapes_prediction_dir(evaluator) -> None:
+    """Delete that folder, as the evaluator's own `evaluate` does at its end."""
+    evaluator._working_dir.cleanup()
+
+
 def next_training_batch(trainer: SimpleTrainer):
     """The next batch of a SimpleTrainer's data loader, from the iterator its own
     `run_step` reads (0.6: made at construction; main: made at first use)."""

@@ -1,6 +1,7 @@
 """detectron2's DetectionCheckpointer with clear errors on bad checkpoints, safe
 unpickling, and saves that never leave a partial file behind."""
 
+import contextlib
 import logging
 import os
 import pickle
@@ -101,6 +102,7 @@ class SafeCheckpointer(DetectionCheckpointer):
         self.allow_partial, self.trust_pickle = allow_partial, trust_pickle
         self.require_filters, self.filter_init = require_filters, filter_init
         self._refuse_saves = None
+        self.path_manager = AtomicWrites(self.path_manager)
 
     @classmethod
     def from_config(cls, cfg, model, save_dir="", *, for_inference=False, **kwargs):
@@ -278,68 +280,74 @@ class SafeCheckpointer(DetectionCheckpointer):
         self._refuse_saves = reason
 
     def save(self, name, **kwargs):
-        if not self.save_dir or not self.save_to_disk:
-            return
         if self._refuse_saves:
             logger.warning(f"Not saving {name}.pth: {self._refuse_saves}")
             return
-        data = {"model": self.model.state_dict()}
-        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
-        data.update(kwargs)
-        basename = f"{name}.pth"
-        self.logger.info(f"Saving checkpoint to {os.path.join(self.save_dir, basename)}")
-        self._write(os.path.join(self.save_dir, basename), lambda f: torch.save(data, f))
-        self.tag_last_checkpoint(basename)
+        try:
+            super().save(name, **kwargs)
+        except (OSError, RuntimeError) as e:
+            raise self._write_error(os.path.join(self.save_dir, f"{name}.pth"), e) from None
 
     def tag_last_checkpoint(self, last_filename_basename):
-        self._write(
-            os.path.join(self.save_dir, "last_checkpoint"),
-            lambda f: f.write(last_filename_basename.encode()),
+        try:
+            super().tag_last_checkpoint(last_filename_basename)
+        except (OSError, RuntimeError) as e:
+            raise self._write_error(os.path.join(self.save_dir, "last_checkpoint"), e) from None
+
+    def _write_error(self, path: str, error: BaseException) -> "CheckpointError":
+        """A failed write (a full disk, say; torch reports it as a RuntimeError of its
+        stream writer) told in one line: the file, why, what survived and what to do."""
+        if isinstance(error, CheckpointError):
+            return error
+        try:
+            usage = shutil.disk_usage(os.path.dirname(path) or ".")
+            free = f" ({_size(usage.free)} free on that filesystem)"
+        except OSError:
+            free = ""
+        previous = self.get_checkpoint_file() if self.has_checkpoint() else ""
+        if previous:
+            kept = (
+                f"The previous checkpoint, {previous}, is intact and last_checkpoint still names it"
+            )
+            then = "run the same command with --resume to continue from it"
+        else:
+            kept = "No checkpoint was saved before it (last_checkpoint names none yet)"
+            then = "run the same command again"
+        return CheckpointError(
+            f"cannot write {path}: {_write_failure_reason(error)}{free}. {kept}. Free space "
+            "there, or move OUTPUT_DIR's files to a disk with room and set OUTPUT_DIR to "
+            f"it, then {then}"
         )
 
-    def _write(self, path: str, write) -> None:
-        """`_write_atomically`, with a failed write (a full disk, say; torch reports it as a
-        RuntimeError of its stream writer) told in one line: the file, why, what survived
-        and what to do."""
+
+class AtomicWrites:
+    """A checkpointer's `path_manager` whose files opened for writing are written to a
+    temporary file beside them and renamed into place when closed: a crash leaves the
+    previous file (or none), never half of a new one. Everything else is `paths`'."""
+
+    def __init__(self, paths):
+        self._paths = paths
+
+    def __getattr__(self, name):
+        return getattr(self._paths, name)
+
+    @contextlib.contextmanager
+    def open(self, path: str, mode: str = "r", **kwargs):
+        if "w" not in mode or "://" in path:
+            with self._paths.open(path, mode, **kwargs) as f:
+                yield f
+            return
+        tmp = f"{path}.tmp"
         try:
-            _write_atomically(path, write)
-        except (OSError, RuntimeError) as e:
-            try:
-                usage = shutil.disk_usage(os.path.dirname(path) or ".")
-                free = f" ({_size(usage.free)} free on that filesystem)"
-            except OSError:
-                free = ""
-            previous = self.get_checkpoint_file() if self.has_checkpoint() else ""
-            if previous:
-                kept = (
-                    f"The previous checkpoint, {previous}, is intact and last_checkpoint still "
-                    "names it"
-                )
-                then = "run the same command with --resume to continue from it"
-            else:
-                kept = "No checkpoint was saved before it (last_checkpoint names none yet)"
-                then = "run the same command again"
-            raise CheckpointError(
-                f"cannot write {path}: {_write_failure_reason(e)}{free}. {kept}. Free space "
-                "there, or move OUTPUT_DIR's files to a disk with room and set OUTPUT_DIR to "
-                f"it, then {then}"
-            ) from None
-
-
-def _write_atomically(path: str, write) -> None:
-    """`write(file)` to a temporary file beside `path`, then rename it to `path`:
-    a crash leaves the previous `path` (or none), never half of a new one."""
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            with open(tmp, mode, **kwargs) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def _write_failure_reason(error: BaseException) -> str:

@@ -5,10 +5,15 @@ import json
 import os
 
 import numpy as np
+from detectron2.data import MetadataCatalog
 from detectron2.evaluation import CityscapesInstanceEvaluator as _CityscapesInstanceEvaluator
 from detectron2.utils import comm
 
-from pasa_det.detectron2_versions import serve_cityscapes_scripts_for_detectron2_main
+from pasa_det.detectron2_versions import (
+    cityscapes_prediction_dir,
+    remove_cityscapes_prediction_dir,
+    serve_cityscapes_scripts_for_detectron2_main,
+)
 
 
 def _plain(value):
@@ -27,7 +32,8 @@ class CityscapesInstanceEvaluator(_CityscapesInstanceEvaluator):
     def __init__(self, dataset_name, output_dir=None):
         serve_cityscapes_scripts_for_detectron2_main()  # process() imports it under main's name
         super().__init__(dataset_name)
-        self._output_dir = output_dir
+        self.gt_dir = MetadataCatalog.get(dataset_name).gt_dir
+        self.output_dir = output_dir
 
     def evaluate(self):
         comm.synchronize()
@@ -43,28 +49,27 @@ class CityscapesInstanceEvaluator(_CityscapesInstanceEvaluator):
         )
 
         args = cityscapes_eval.args  # the module's settings, as detectron2 sets them
-        args.predictionPath = os.path.abspath(self._temp_dir)
+        predictions_dir = cityscapes_prediction_dir(self)
+        args.predictionPath = os.path.abspath(predictions_dir)
         args.predictionWalk = None
         args.JSONOutput = False
         args.colorized = False
-        args.gtInstancesFile = os.path.join(self._temp_dir, "gtInstances.json")
-        ground_truth = glob.glob(
-            os.path.join(self._metadata.gt_dir, "*", "*_gtFine_instanceIds.png")
-        )
+        args.gtInstancesFile = os.path.join(predictions_dir, "gtInstances.json")
+        ground_truth = glob.glob(os.path.join(self.gt_dir, "*", "*_gtFine_instanceIds.png"))
         if not ground_truth:
-            raise FileNotFoundError(f"no *_gtFine_instanceIds.png under {self._metadata.gt_dir}/*/")
+            raise FileNotFoundError(f"no *_gtFine_instanceIds.png under {self.gt_dir}/*/")
         predictions = [cityscapes_eval.getPrediction(gt, args) for gt in ground_truth]
 
         cityscapes_eval.setInstanceLabels(args)
         gt_instances = cityscapes_eval.getGtInstances(ground_truth, args)
         matches = cityscapes_eval.matchGtWithPreds(predictions, ground_truth, gt_instances, args)
-        if self._output_dir:
-            os.makedirs(self._output_dir, exist_ok=True)
-            with open(os.path.join(self._output_dir, "cityscapes_matches.json"), "w") as f:
+        if self.output_dir:
+            os.makedirs(self.output_dir, exist_ok=True)
+            with open(os.path.join(self.output_dir, "cityscapes_matches.json"), "w") as f:
                 json.dump(matches, f, default=_plain)
         averages = cityscapes_eval.computeAverages(
             cityscapes_eval.evaluateMatches(matches, args), args
         )
         cityscapes_eval.printResults(averages, args)
-        self._working_dir.cleanup()
+        remove_cityscapes_prediction_dir(self)
         return {"segm": {"AP": averages["allAp"] * 100, "AP50": averages["allAp50%"] * 100}}

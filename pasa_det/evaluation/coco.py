@@ -7,6 +7,7 @@ from detectron2.evaluation import COCOEvaluator
 
 from pasa_det.data import annotations
 from pasa_det.data.checks import DatasetError, dataset_source
+from pasa_det.detectron2_versions import coco_ground_truth
 
 
 def check_coco_ground_truth(dataset_name: str, dataset: dict) -> bool:
@@ -38,10 +39,11 @@ class CheckedCOCOEvaluator(COCOEvaluator):
     """detectron2's COCOEvaluator, scored against ground truth without the malformed
     annotations training leaves out: pycocotools fails on polygons of fewer than 3 points
     and scores boxes of no size. Its pycocotools and its C++ (detectron2 main) evaluation
-    both read the cleaned `_coco_api`."""
+    both read the cleaned ground truth."""
 
     def __init__(self, dataset_name, *args, **kwargs):
         super().__init__(dataset_name, *args, **kwargs)
-        if check_coco_ground_truth(dataset_name, self._coco_api.dataset):
+        ground_truth = coco_ground_truth(self)
+        if check_coco_ground_truth(dataset_name, ground_truth.dataset):
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools: "creating index..."
-                self._coco_api.createIndex()
+                ground_truth.createIndex()

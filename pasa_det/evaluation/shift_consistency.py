@@ -25,6 +25,7 @@ from detectron2.utils import comm
 
 from pasa_det.config import ConfigError
 from pasa_det.data.resumable import derive_seed
+from pasa_det.detectron2_versions import coco_ground_truth
 
 from .coco import CheckedCOCOEvaluator
 from .export import json_ready
@@ -303,7 +304,7 @@ class InstanceShiftConsistency(DatasetEvaluator):
                 dataset_name, tasks, output_dir=None, use_fast_impl=False
             )
             if name == "0":  # before loading the ground truth 4 x len(shifts) times more
-                images = self.coco[name]._coco_api.dataset["images"]
+                images = coco_ground_truth(self.coco[name]).dataset["images"]
                 check_shifts_fit(shifts, images, dataset_name, key)
 
     def reset(self):
