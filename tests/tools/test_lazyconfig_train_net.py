@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import detectron2
 import pytest
 import torch
 
@@ -191,3 +192,52 @@ def test_two_processes_train_a_model_whose_numbers_any_process_count_reproduces(
             f"train.output_dir={tmp_path / f'eval{processes}'}",
         )  # fmt: skip
         assert copypaste_results(again.stdout + again.stderr) == trained, processes
+
+
+DETECTRON2_COCO_DATA = os.path.join(
+    os.path.dirname(detectron2.__file__), "model_zoo/configs/common/data/coco.py"
+)
+ON_DETECTRON2_DATA = f"""
+from detectron2.config import LazyCall as L, LazyConfig
+from detectron2.data import transforms as T
+
+_quick = LazyConfig.load({QUICK_LAZY!r})
+model, optimizer, train, lr_multiplier = (
+    _quick.model, _quick.optimizer, _quick.train, _quick.lr_multiplier
+)
+dataloader = LazyConfig.load({DETECTRON2_COCO_DATA!r}).dataloader
+dataloader.train.dataset.names = "synthetic_instances_train"
+dataloader.test.dataset.names = "synthetic_instances_val"
+dataloader.train.mapper.use_instance_mask = True
+dataloader.train.mapper.instance_mask_format = "bitmask"
+dataloader.train.mapper.augmentations = [
+    L(T.ResizeShortestEdge)(short_edge_length=(64,), sample_style="choice", max_size=64)
+]
+dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=64, max_size=64)]
+dataloader.train.total_batch_size = 2
+dataloader.train.num_workers = dataloader.test.num_workers = 0
+dataloader.evaluator.dataset_name = "synthetic_instances_val"
+train.max_iter = 4
+lr_multiplier.scheduler.milestones = [3]
+"""
+
+
+@pytest.mark.skipif(
+    not os.path.isfile(DETECTRON2_COCO_DATA),
+    reason="this detectron2 install ships no model-zoo configs (detectron2 0.6 from PyPI)",
+)
+def test_a_config_on_detectron2s_own_data_module_trains_checks_and_evaluates(tmp_path):
+    config = tmp_path / "on_detectron2_data.py"
+    config.write_text(ON_DETECTRON2_DATA)
+    out = f"train.output_dir={tmp_path / 'out'}"
+    topk = "model.roi_heads.box_predictor.test_topk_per_image=5"
+    run = lazy(out, topk, config=config)
+    assert set(copypaste_results(run.stdout + run.stderr)) == {"bbox", "segm"}
+    wrong = lazy(out + "2", "model.roi_heads.num_classes=5", check=False, config=config)
+    assert (
+        wrong.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: model.roi_heads.num_classes is 5 but dataset 'synthetic_instances_")
+    )
+    unknown = lazy(out + "3", "dataloader.test.dataset.names=mine", check=False, config=config)
+    assert "dataloader.test.dataset.names names 'mine', which is not registered" in unknown.stderr
