@@ -178,6 +178,11 @@ def lazy_test(cfg, model):
         evaluator = instantiate(cfg.dataloader.evaluator)
         evaluators += list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator]
     if shift_consistency_enabled(cfg):
+        if len(names) != 1:
+            raise ConfigError(
+                f"{LAZY_KEY}.enabled scores one test dataset, and dataloader.test reads "
+                f"{names or 'none'}: name one"
+            )
         evaluators.append(
             lazy_shift_consistency(cfg, model, name, os.path.join(inference_dir, name))
         )
