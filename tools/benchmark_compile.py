@@ -4,6 +4,11 @@ one process: inference (no_grad forward) and a training step (forward and backwa
 median seconds over interleaved repeats, with each run's ratio to the same filter's eager
 run and to the plain backbone's eager run in this process.
 
+Two compiled modes are timed: inductor's defaults ("compiled"), and the same with
+inductor's layout optimization off ("compiled_no_layout_opt"). On the CPU that
+optimization converts convolution activations to channels-last and back, which costs the
+training step more than it saves (see docs/PERFORMANCE.md).
+
 The backbone is the quick config's (R-18-FPN) unless --config-file names another.
 
     python tools/benchmark_compile.py --output results/cpu/compile_benchmark.json
@@ -27,6 +32,11 @@ CONFIG = (
     / "configs/Synthetic-InstanceSegmentation/mask_rcnn_R_18_FPN_quick_pasa.yaml"
 )
 AA_TYPES = ("none", "lpf", "pasa")
+MODES = {
+    "eager": lambda m: m,
+    "compiled": torch.compile,
+    "compiled_no_layout_opt": lambda m: torch.compile(m, options={"layout_optimization": False}),
+}
 
 
 def _steps(model, x):
@@ -63,12 +73,9 @@ def main(argv=None):
         torch.manual_seed(0)
         eval_model = build_backbone(cfg).to(args.device).eval()
         train_model = copy.deepcopy(eval_model).train()
-        for mode, (eval_m, train_m) in {
-            "eager": (eval_model, train_model),
-            "compiled": (torch.compile(eval_model), torch.compile(train_model)),
-        }.items():
-            infer[f"{aa}/{mode}"] = _steps(eval_m, x)[0]
-            train[f"{aa}/{mode}"] = _steps(train_m, x)[1]
+        for mode, wrap in MODES.items():  # a copy per mode: no compiled code is shared
+            infer[f"{aa}/{mode}"] = _steps(wrap(copy.deepcopy(eval_model)), x)[0]
+            train[f"{aa}/{mode}"] = _steps(wrap(copy.deepcopy(train_model)), x)[1]
     # Two warm-up rounds: the first compiles (per mode), the second runs the compiled code.
     times = {
         "inference": interleaved_medians(infer, args.repeats, args.device, warmup=2),
@@ -77,7 +84,7 @@ def main(argv=None):
     records = []
     for step, medians in times.items():
         for aa in AA_TYPES:
-            for mode in ("eager", "compiled"):
+            for mode in MODES:
                 seconds = medians[f"{aa}/{mode}"]
                 records.append(
                     {
@@ -96,7 +103,7 @@ def main(argv=None):
     }
     for r in records:
         print(
-            f"{r['step']:>13} {r['antialias']:>4} {r['mode']:>8}: {r['seconds'] * 1e3:7.1f} ms "
+            f"{r['step']:>13} {r['antialias']:>4} {r['mode']:>22}: {r['seconds'] * 1e3:7.1f} ms "
             f"({r['vs_eager']:.2f}× eager, {r['vs_none_eager']:.2f}× none eager)"
         )
     if args.output:
