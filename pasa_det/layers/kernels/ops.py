@@ -143,21 +143,14 @@ def _gradients(ctx, grad_y, _grad_weights):
 _forward.register_autograd(_gradients, setup_context=_setup_context)
 
 
-def softmax_subsample(
-    x: Tensor,
-    logits: Tensor,
-    kernel_size: int,
-    stride: int,
-    group: int,
-    joint: bool,
-    pad_mode: str,
-) -> Tensor:
+def softmax_subsample(x: Tensor, logits: Tensor, *filter_args) -> Tensor:
     """PASA's output from its filter logits, in one pass that reads the unpadded input
     through the padding's indices: softmax over all G*k*k logit channels (`joint`) or
     each group's k*k, then the weighted sum of each tap at the kept positions.
 
     Args: x (N, C, H, W); logits (N, G*k*k, ceil(H/s), ceil(W/s)), of x's dtype on the
-    CPU; pad_mode one of `PAD_MODES`, reflect only where every size exceeds k // 2. The
-    filters are kept for backward only when a gradient will be asked for."""
+    CPU; `filter_args` the operator's kernel_size, stride, group, joint and pad_mode
+    (one of `PAD_MODES`, reflect only where every size exceeds k // 2). The filters are
+    kept for backward only when a gradient will be asked for."""
     keep = torch.is_grad_enabled() and (x.requires_grad or logits.requires_grad)
-    return _forward(x, logits, kernel_size, stride, group, joint, pad_mode, keep)[0]
+    return _forward(x, logits, *filter_args, keep)[0]

@@ -177,11 +177,22 @@ if triton is not None:
             tl.store(grad_w_ptr + (n * GROUP + g) * KK * P + t * P + p, grad_weight, mask=p_ok)
 
 
-def _launch(x: torch.Tensor, group: int, out_pixels: int):
-    """The grid (pixel blocks, images x groups), channels per group and channel block."""
-    cpg = x.shape[1] // group
-    grid = (triton.cdiv(out_pixels, BLOCK_P), x.shape[0] * group)
-    return grid, cpg, min(MAX_BLOCK_C, triton.next_power_of_2(cpg))
+def _launch(x: torch.Tensor, out_shape, kernel_size: int, stride: int, group: int, pad_mode):
+    """What both kernels are launched with: the grid (pixel blocks, images x groups), the
+    sizes, and the compile-time constants of the filter and the blocks."""
+    c, h, w = x.shape[1:]
+    cpg = c // group
+    grid = (triton.cdiv(out_shape[0] * out_shape[1], BLOCK_P), x.shape[0] * group)
+    sizes = (c, h, w, *out_shape, cpg)
+    constants = {
+        "GROUP": group,
+        "K": kernel_size,
+        "STRIDE": stride,
+        "PAD_MODE": pad_mode,
+        "BLOCK_P": BLOCK_P,
+        "BLOCK_C": min(MAX_BLOCK_C, triton.next_power_of_2(cpg)),
+    }
+    return grid, sizes, constants
 
 
 def pasa_forward(
@@ -190,31 +201,19 @@ def pasa_forward(
     """Triton counterpart of `_C.pasa_forward`: (y, float32 filters shaped like the
     logits, or None)."""
     x, logits = x.contiguous(), logits.contiguous()
-    n, c, h, w = x.shape
-    out_h, out_w = logits.shape[-2:]
-    y = x.new_empty(n, c, out_h, out_w)
+    y = x.new_empty(*x.shape[:2], *logits.shape[-2:])
     weights = torch.empty(logits.shape, device=x.device) if keep else None
-    grid, cpg, block_c = _launch(x, group, out_h * out_w)
+    grid, sizes, constants = _launch(x, logits.shape[-2:], kernel_size, stride, group, pad_mode)
     rows = group * kernel_size**2 if joint else kernel_size**2
     _forward_kernel[grid](
         x,
         logits,
         y,
         weights if keep else y,
-        c,
-        h,
-        w,
-        out_h,
-        out_w,
-        cpg,
-        GROUP=group,
-        K=kernel_size,
-        STRIDE=stride,
+        *sizes,
+        **constants,
         JOINT=joint,
-        PAD_MODE=pad_mode,
         KEEP=keep,
-        BLOCK_P=BLOCK_P,
-        BLOCK_C=block_c,
         BLOCK_L=triton.next_power_of_2(rows),
     )
     return y, weights
@@ -225,30 +224,10 @@ def pasa_backward(
 ):
     """Triton counterpart of `_C.pasa_backward`: (grad_x, grad_logits)."""
     grad_y, x = grad_y.contiguous(), x.contiguous()
-    _, c, h, w = x.shape
-    out_h, out_w = grad_y.shape[-2:]
     grad_x = torch.zeros(x.shape, device=x.device, dtype=torch.float32)
     grad_w = torch.empty_like(weights)
-    grid, cpg, block_c = _launch(x, group, out_h * out_w)
-    _backward_kernel[grid](
-        grad_y,
-        x,
-        weights,
-        grad_x,
-        grad_w,
-        c,
-        h,
-        w,
-        out_h,
-        out_w,
-        cpg,
-        GROUP=group,
-        K=kernel_size,
-        STRIDE=stride,
-        PAD_MODE=pad_mode,
-        BLOCK_P=BLOCK_P,
-        BLOCK_C=block_c,
-    )
+    grid, sizes, constants = _launch(x, grad_y.shape[-2:], kernel_size, stride, group, pad_mode)
+    _backward_kernel[grid](grad_y, x, weights, grad_x, grad_w, *sizes, **constants)
     # Softmax backward, over the taps it normalised.
     weights, grad_w = (t.unflatten(1, (group, kernel_size**2)) for t in (weights, grad_w))
     dims = (1, 2) if joint else (2,)
