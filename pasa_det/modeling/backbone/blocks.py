@@ -12,15 +12,19 @@ from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, Bottlenec
 from detectron2.projects.deeplab.resnet import DeepLabStem
 from torch import nn
 
+from pasa_det.layers.capture import capturing
+
 
 def dense_max_pool(x: torch.Tensor) -> torch.Tensor:
     """2x2 max-pool at stride 1, which precedes the stem's stride-2 filter.
 
     An odd size gets one -inf row/column at its end, so the filter then yields
-    ceil(H/2) like detectron2's 3x3 stride-2 pool; even sizes are untouched.
+    ceil(H/2) like detectron2's 3x3 stride-2 pool; even sizes are untouched. A captured
+    graph always pads (by 0 where even): its sizes may be symbolic, and a branch on
+    their parity would fix it at capture time or, for a data-dependent size, fail.
     """
     h, w = x.shape[-2:]
-    if h % 2 or w % 2:
+    if capturing() or h % 2 or w % 2:
         x = F.pad(x, (0, w % 2, 0, h % 2), value=float("-inf"))
     return F.max_pool2d(x, kernel_size=2, stride=1)
 
