@@ -49,7 +49,8 @@ dataloader.check_num_classes = True
 # Shift consistency, evaluated beside `evaluator` when enabled: AP at these shifts (px of the
 # original image, four directions) and agreement of instances scored >= score_thresh matched
 # at mask IoU >= match_iou; for semantic segmentation, num_pairs crop pairs per image offset
-# by up to max_shift px, drawn from seed.
+# by up to max_shift px, drawn from seed. `protocols` chooses what is measured, as
+# TEST.SHIFT_CONSISTENCY.PROTOCOLS does (docs/EVALUATION.md).
 dataloader.shift_consistency = dict(
     enabled=False,
     shifts=[1, 2, 5, 10, 20],
@@ -58,6 +59,9 @@ dataloader.shift_consistency = dict(
     num_pairs=5,
     max_shift=32,
     seed=0,
+    protocols=["grid", "crop_pairs"],
+    subpixel_shifts=[0.25, 0.5, 0.75],
+    adversarial_max_shift=2,
 )
 dataloader.evaluator = L(CheckedCOCOEvaluator)(
     dataset_name="${..test.name}", use_fast_impl=fast_cocoeval_available()

@@ -12,6 +12,10 @@ from .antialias import (
 
 ANTIALIAS_TYPES = KINDS
 AMP_PRECISIONS = ("float16", "bfloat16")
+# The shift-consistency protocols of each task (pasa_det.evaluation.shift_consistency).
+INSTANCE_PROTOCOLS = ("grid", "worst_case", "subpixel", "adversarial")
+SEMANTIC_PROTOCOLS = ("crop_pairs", "massc_circular", "massc_zero", "subpixel", "adversarial")
+SHIFT_PROTOCOLS = tuple(dict.fromkeys(INSTANCE_PROTOCOLS + SEMANTIC_PROTOCOLS))
 # The depths detectron2's ResNet builders know; DeepLab's, and bottleneck blocks, from 50.
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 PASA_FPN_BACKBONE = "build_resnet_pasa_fpn_backbone"
@@ -132,10 +136,33 @@ def check_shift_settings(settings, group: str) -> None:
         key, v = value(name)
         if not isinstance(v, (int, float)) or not 0 <= v <= 1:
             raise ConfigError(f"{key} must lie in [0, 1], got {v!r}")
-    for name, unit in (("NUM_PAIRS", "crop pairs per image"), ("MAX_SHIFT", "pixels")):
-        key, v = value(name)
-        if not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{key} must be >= 1 (a whole number of {unit}), got {v!r}")
+    for name, unit in (
+        ("NUM_PAIRS", "crop pairs per image"),
+        ("MAX_SHIFT", "pixels"),
+        ("ADVERSARIAL_MAX_SHIFT", "pixels"),
+    ):
+        if name in settings or name.lower() in settings:
+            key, v = value(name)
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{key} must be >= 1 (a whole number of {unit}), got {v!r}")
+    if "PROTOCOLS" in settings or "protocols" in settings:
+        key, protocols = value("PROTOCOLS")
+        unknown = [p for p in protocols if p not in SHIFT_PROTOCOLS]
+        if not protocols or unknown or isinstance(protocols, str):
+            raise ConfigError(
+                f"{key}={protocols!r}: list protocols among {', '.join(SHIFT_PROTOCOLS)} "
+                f"(instances: {', '.join(INSTANCE_PROTOCOLS)}; semantic segmentation: "
+                f"{', '.join(SEMANTIC_PROTOCOLS)})"
+            )
+    if "SUBPIXEL_SHIFTS" in settings or "subpixel_shifts" in settings:
+        key, fractions = value("SUBPIXEL_SHIFTS")
+        if not fractions or any(
+            isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 1
+            for t in fractions
+        ):
+            raise ConfigError(
+                f"{key} must list fractions of a pixel, each in (0, 1), got {fractions!r}"
+            )
 
 
 def _check_max_shift_leaves_a_crop(cfg) -> None:

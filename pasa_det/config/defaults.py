@@ -75,4 +75,13 @@ def add_pasa_config(cfg: CN) -> CN:
     cfg.TEST.SHIFT_CONSISTENCY.NUM_PAIRS = 5
     cfg.TEST.SHIFT_CONSISTENCY.MAX_SHIFT = 32
     cfg.TEST.SHIFT_CONSISTENCY.SEED = 0
+    # What is measured (each evaluator runs those of its dataset's task; docs/EVALUATION.md):
+    # instances: grid (the shifts above), worst_case (each image on its worst grid shift),
+    # subpixel, adversarial; semantic: crop_pairs (the pairs above), massc_circular and
+    # massc_zero (NUM_PAIRS shifts of up to MAX_SHIFT px), subpixel, adversarial.
+    cfg.TEST.SHIFT_CONSISTENCY.PROTOCOLS = ["grid", "crop_pairs"]
+    # Sub-pixel shifts (px, right and down; the image resampled bilinearly).
+    cfg.TEST.SHIFT_CONSISTENCY.SUBPIXEL_SHIFTS = [0.25, 0.5, 0.75]
+    # Adversarial: every integer shift with |dx|, |dy| up to this many px.
+    cfg.TEST.SHIFT_CONSISTENCY.ADVERSARIAL_MAX_SHIFT = 2
     return cfg

@@ -141,6 +141,12 @@ def lazy_shift_consistency(cfg, model, dataset_name: str, output_dir: str):
     """The shift-consistency evaluator of `dataloader.shift_consistency` for `model` on
     `dataset_name`, reading and resizing shifted images as `dataloader.test.mapper` does."""
     settings = cfg.dataloader.shift_consistency
+    # Settings a config leaves out keep the evaluators' defaults.
+    protocols = {
+        k: settings[k]
+        for k in ("protocols", "subpixel_shifts", "adversarial_max_shift")
+        if k in settings
+    }
     if isinstance(model, SemanticSegmentor) or is_semantic(dataset_name):
         return SemSegShiftConsistency(
             model,
@@ -150,6 +156,7 @@ def lazy_shift_consistency(cfg, model, dataset_name: str, output_dir: str):
             dataset_name,
             output_dir,
             key=LAZY_KEY,
+            **protocols,
         )
     mapper = cfg.dataloader.test.mapper
     return InstanceShiftConsistency(
@@ -163,6 +170,7 @@ def lazy_shift_consistency(cfg, model, dataset_name: str, output_dir: str):
         settings.match_iou,
         output_dir,
         key=LAZY_KEY,
+        **protocols,
     )
 
 

@@ -24,14 +24,23 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from pasa_det.config import ConfigError
+from pasa_det.config.checks import INSTANCE_PROTOCOLS, SEMANTIC_PROTOCOLS
 from pasa_det.data.resumable import derive_seed
-from pasa_det.detectron2_versions import coco_ground_truth
 
-from .coco import CheckedCOCOEvaluator
+from .copy_ap import CopyScores
 from .export import json_ready
+from .image_shifts import (
+    circular,
+    shared_view,
+    subpixel_view,
+    translate,
+    translate_subpixel,
+)
 
 # The four directions of the authors' protocol, as unit (dx, dy): right, left, down, up.
 DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
+# The sub-pixel protocol's directions.
+SUBPIXEL_AXES = (("right", (1, 0)), ("down", (0, 1)))
 
 Model = Callable[[List[Dict]], List[Dict]]
 logger = logging.getLogger(__name__)
@@ -41,14 +50,27 @@ YACS_KEY = "TEST.SHIFT_CONSISTENCY"
 LAZY_KEY = "dataloader.shift_consistency"
 
 
+def task_protocols(protocols: Sequence[str], task_names: Sequence[str], key: str) -> List[str]:
+    """The protocols of `protocols` that score this task (`task_names`); ConfigError
+    naming the key when none does."""
+    chosen = [p for p in protocols if p in task_names]
+    if not chosen:
+        raise ConfigError(
+            f"{key}.{_field('PROTOCOLS', key)}={list(protocols)} names no protocol for this "
+            f"dataset's task: add some of {', '.join(task_names)}"
+        )
+    return chosen
+
+
 def _field(name: str, key: str) -> str:
     """A setting's name in the group `key`: upper case in yacs, lower in a LazyConfig."""
     return name if key == YACS_KEY else name.lower()
 
 
 def shift_consistency_table(res: Dict) -> str:
-    """The results as a reader wants them: AP per shift distance and direction (mask AP,
-    then box AP), then the summary and agreement figures."""
+    """The results as a reader wants them: per task (mask AP, then box AP) the AP per
+    shift distance and direction with its summary, then the other protocols' APs; then
+    the agreement figures and each protocol's cost."""
     lines = []
     for task, label in (("segm", "mask AP"), ("bbox", "box AP")):
         if f"{task}_AP_0" not in res:
@@ -56,21 +78,46 @@ def shift_consistency_table(res: Dict) -> str:
         shift_key = re.compile(rf"{task}_AP_({'|'.join(DIRECTIONS)})(\d+)")
         distances = sorted({int(m[2]) for m in map(shift_key.fullmatch, res) if m})
         lines.append(f"{label}: unshifted {res[f'{task}_AP_0']:.2f}")
-        lines.append(f"  {'shift px':>8} " + "".join(f"{d:>8}" for d in DIRECTIONS))
-        for d in distances:
-            cells = "".join(f"{res[f'{task}_AP_{name}{d}']:8.2f}" for name in DIRECTIONS)
-            lines.append(f"  {d:>8} {cells}")
-        lines.append(
-            f"  mean {res[f'{task}_AP_mean']:.2f}, spread (max - min) "
-            f"{res[f'{task}_AP_spread']:.2f}, std {res[f'{task}_AP_std']:.2f}"
-        )
+        if distances:
+            lines.append(f"  {'shift px':>8} " + "".join(f"{d:>8}" for d in DIRECTIONS))
+            for d in distances:
+                cells = "".join(f"{res[f'{task}_AP_{name}{d}']:8.2f}" for name in DIRECTIONS)
+                lines.append(f"  {d:>8} {cells}")
+            lines.append(
+                f"  mean {res[f'{task}_AP_mean']:.2f}, spread (max - min) "
+                f"{res[f'{task}_AP_spread']:.2f}, std {res[f'{task}_AP_std']:.2f}"
+            )
+        prefix = f"{task}_AP_subpixel_"
+        axes = "|".join(name for name, _ in SUBPIXEL_AXES)
+        subpixel = [
+            m[1] for m in map(re.compile(rf"{prefix}((?:{axes})[\d.]+)").fullmatch, res) if m
+        ]
+        if subpixel:
+            cells = ", ".join(f"{name} {res[prefix + name]:.2f}" for name in subpixel)
+            lines.append(
+                f"  sub-pixel shifts (px, bilinear): {cells}; mean {res[prefix + 'mean']:.2f}, "
+                f"spread {res[prefix + 'spread']:.2f}"
+            )
+        for protocol, text in (
+            ("worst_case", "worst case, each image on its worst shift of the grid"),
+            ("adversarial", "adversarial, each image on its worst integer shift"),
+        ):
+            if f"{task}_AP_{protocol}" in res:
+                lines.append(f"  {text}: {res[f'{task}_AP_{protocol}']:.2f}")
     named = [
         ("consistency", "labels agreeing between shifted crops, %"),
+        ("massc_circular", "labels agreeing after circular shifts (mASSC), %"),
+        ("massc_zero", "labels agreeing after zero-padded shifts (mASSC), %"),
+        ("subpixel_mean", "labels agreeing after sub-pixel shifts, %"),
+        ("adversarial", "labels agreeing under each image's worst integer shift, %"),
         ("mask_iou", "mask IoU of matched instances, %"),
         ("class_agreement", "matched instances with the same class, %"),
         ("unmatched", "instances without a partner, %"),
     ]
     lines += [f"{text}: {res[key]:.2f}" for key, text in named if key in res]
+    if "forward_passes_per_image" in res:
+        cost = ", ".join(f"{k} {v}" for k, v in res["forward_passes_per_image"].items())
+        lines.append(f"forward passes per image: {cost}")
     return "\n".join(lines)
 
 
@@ -86,24 +133,6 @@ def report(res: Dict, output_dir, dataset_name: str) -> None:
 def image_seed(seed: int, file_name: str) -> int:
     """A seed for one image's random draws, equal in every process that sees it."""
     return derive_seed(seed, zlib.crc32(file_name.encode()))
-
-
-def translate(array: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """Move the content of an (H, W, ...) array by dx columns and dy rows, filling
-    what is uncovered with zeros and dropping what leaves the frame."""
-    out = np.zeros_like(array)
-    h, w = array.shape[:2]
-    if abs(dx) >= w or abs(dy) >= h:
-        return out
-    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = array[
-        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
-    ]
-    return out
-
-
-def shared_view(h: int, w: int, dx: int, dy: int) -> Tuple[slice, slice]:
-    """The rows and columns of an (h, w) image that stay in frame when it moves by (dx, dy)."""
-    return slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0))
 
 
 def check_shifts_fit(
@@ -187,12 +216,34 @@ class _Counts:
         return total
 
 
-class SemSegShiftConsistency(DatasetEvaluator):
-    """Mean agreement of predicted labels between random pairs of crops of each image,
-    offset from each other by up to `max_shift` pixels (in the network's input).
+def subpixel_copies(fractions: Sequence[float]) -> List[Tuple[str, float, float]]:
+    """(name, dx, dy) of the sub-pixel protocol: each fraction to the right and down."""
+    return [(f"{d}{t:g}", t * ux, t * uy) for t in fractions for d, (ux, uy) in SUBPIXEL_AXES]
 
-    Each pair is two crops of size (H - max_shift, W - max_shift) of the test-time input
-    at independent random offsets; agreement is measured on their overlap.
+
+def adversarial_copies(max_shift: int) -> List[Tuple[str, int, int]]:
+    """(name, dx, dy) of every integer shift with |dx|, |dy| <= max_shift but (0, 0)."""
+    span = range(-max_shift, max_shift + 1)
+    return [(f"x{dx:+d}y{dy:+d}", dx, dy) for dy in span for dx in span if dx or dy]
+
+
+class SemSegShiftConsistency(DatasetEvaluator):
+    """Agreement of predicted labels (argmax) under shifts of the network's input, by
+    protocol (`protocols`, a subset of SEMANTIC_PROTOCOLS):
+
+    - crop_pairs: `num_pairs` random pairs of crops of size (H - max_shift, W - max_shift)
+      at independent offsets, compared on their overlap (Zhang's consistency);
+    - massc_circular / massc_zero: `num_pairs` random shifts (dx, dy), each in
+      [-max_shift, max_shift], of the whole input with wrap-around / with a zero-filled
+      border; the shifted prediction is moved back and compared with the original one, on
+      the whole map / on the part that stays in frame (LPS's mASSC);
+    - subpixel: shifts by each of `subpixel_shifts` px to the right and down (bilinear
+      resampling); the prediction of the shifted input is compared with the original
+      prediction's logits resampled by the same shift, where no border was filled in;
+    - adversarial: every integer shift up to `adversarial_max_shift` px in x and y (zero
+      border); per image the lowest agreement over them, averaged over images.
+
+    Random shifts are drawn from `seed` and each image's file name.
     """
 
     def __init__(
@@ -204,6 +255,9 @@ class SemSegShiftConsistency(DatasetEvaluator):
         dataset_name: str = "",
         output_dir=None,
         key: str = YACS_KEY,
+        protocols: Sequence[str] = ("crop_pairs",),
+        subpixel_shifts: Sequence[float] = (0.25, 0.5, 0.75),
+        adversarial_max_shift: int = 2,
     ):
         if num_pairs < 1 or max_shift < 1:
             raise ValueError(
@@ -211,64 +265,158 @@ class SemSegShiftConsistency(DatasetEvaluator):
             )
         self.model, self.num_pairs, self.max_shift, self.seed = model, num_pairs, max_shift, seed
         self.dataset_name, self.output_dir, self.key = dataset_name, output_dir, key
+        self.protocols = task_protocols(protocols, SEMANTIC_PROTOCOLS, key)
+        self.subpixel = subpixel_copies(subpixel_shifts)
+        self.adversarial = adversarial_copies(adversarial_max_shift)
+        passes = {
+            "crop_pairs": 2 * num_pairs,
+            "massc_circular": num_pairs,
+            "massc_zero": num_pairs,
+            "subpixel": len(self.subpixel),
+            "adversarial": len(self.adversarial),
+        }
+        self.passes = {p: passes[p] for p in self.protocols}
+        # The protocols other than crop_pairs share one run of the whole original input.
+        self.passes["total"] = sum(self.passes.values()) + (set(self.protocols) != {"crop_pairs"})
 
     def reset(self):
         self._counts = _Counts(agreement=0.0, pairs=0)
 
+    def _labels(self, images: List[torch.Tensor], file_name: str, logits=False):
+        inputs = [
+            {"image": im, "height": im.shape[-2], "width": im.shape[-1], "file_name": file_name}
+            for im in images
+        ]
+        maps = [out["sem_seg"].cpu() for out in self.model(inputs)]
+        return maps if logits else [m.argmax(dim=0) for m in maps]
+
+    def _check_crop_fits(self, image, file_name):
+        h, w = image.shape[-2] - self.max_shift, image.shape[-1] - self.max_shift
+        if h < 1 or w < 1:
+            raise ConfigError(
+                f"{self.key}.{_field('MAX_SHIFT', self.key)}={self.max_shift} leaves no crop "
+                f"of the {tuple(image.shape[-2:])} test input of {file_name}: set it "
+                f"below {min(image.shape[-2:])}, or make the test inputs larger ("
+                f"{'INPUT.MIN_SIZE_TEST' if self.key == YACS_KEY else 'the test resize'})"
+            )
+        return h, w
+
+    def _crop_pairs(self, image, file_name, rng):
+        h, w = self._check_crop_fits(image, file_name)
+        for _ in range(self.num_pairs):
+            offsets = [
+                tuple(int(v) for v in rng.integers(0, self.max_shift + 1, size=2)) for _ in range(2)
+            ]
+            crops = [image[:, y : y + h, x : x + w] for y, x in offsets]
+            labels = self._labels(crops, file_name)
+            self._counts.add(
+                agreement=label_agreement(labels[0], offsets[0], labels[1], offsets[1]), pairs=1
+            )
+
+    def _massc(self, image, file_name, rng, original):
+        hwc = image.permute(1, 2, 0).numpy()
+        shifts = [
+            tuple(int(v) for v in rng.integers(-self.max_shift, self.max_shift + 1, size=2))
+            for _ in range(self.num_pairs)
+        ]
+        for protocol, move in (("massc_circular", circular), ("massc_zero", translate)):
+            if protocol not in self.protocols:
+                continue
+            moved = [torch.from_numpy(move(hwc, dx, dy)).permute(2, 0, 1) for dx, dy in shifts]
+            for (dx, dy), labels in zip(shifts, self._labels(moved, file_name)):
+                if protocol == "massc_circular":
+                    agreement = (circular(labels.numpy(), -dx, -dy) == original.numpy()).mean()
+                else:
+                    agreement = label_agreement(original, (0, 0), labels, (-dy, -dx))
+                self._counts.add(**{protocol: float(agreement), f"{protocol}_n": 1})
+
+    def _subpixel(self, image, file_name, original_logits):
+        hwc = image.permute(1, 2, 0).numpy()
+        logits_hwc = original_logits.permute(1, 2, 0).numpy()
+        moved = [
+            torch.from_numpy(np.clip(np.rint(translate_subpixel(hwc, dx, dy)), 0, 255))
+            .to(image.dtype)
+            .permute(2, 0, 1)
+            for _, dx, dy in self.subpixel
+        ]
+        for (name, dx, dy), labels in zip(self.subpixel, self._labels(moved, file_name)):
+            expected = translate_subpixel(logits_hwc, dx, dy).argmax(axis=2)
+            view = subpixel_view(*labels.shape, dx, dy)
+            agreement = float((labels.numpy()[view] == expected[view]).mean())
+            self._counts.add(**{f"subpixel_{name}": agreement, f"subpixel_{name}_n": 1})
+
+    def _adversarial(self, image, file_name, original):
+        hwc = image.permute(1, 2, 0).numpy()
+        worst = 1.0
+        for batch in _chunks(self.adversarial, 4):
+            moved = [
+                torch.from_numpy(translate(hwc, dx, dy)).permute(2, 0, 1) for _, dx, dy in batch
+            ]
+            for (_, dx, dy), labels in zip(batch, self._labels(moved, file_name)):
+                worst = min(worst, label_agreement(original, (0, 0), labels, (-dy, -dx)))
+        self._counts.add(adversarial=worst, adversarial_n=1)
+
     def process(self, inputs, outputs):
         for inp in inputs:
-            image = inp["image"]
-            h, w = image.shape[-2] - self.max_shift, image.shape[-1] - self.max_shift
-            if h < 1 or w < 1:
-                raise ConfigError(
-                    f"{self.key}.{_field('MAX_SHIFT', self.key)}={self.max_shift} leaves no crop "
-                    f"of the {tuple(image.shape[-2:])} test input of {inp['file_name']}: set it "
-                    f"below {min(image.shape[-2:])}, or make the test inputs larger ("
-                    f"{'INPUT.MIN_SIZE_TEST' if self.key == YACS_KEY else 'the test resize'})"
-                )
-            rng = np.random.default_rng(image_seed(self.seed, inp["file_name"]))
-            for _ in range(self.num_pairs):
-                offsets = [
-                    tuple(int(v) for v in rng.integers(0, self.max_shift + 1, size=2))
-                    for _ in range(2)
-                ]
-                crops = [
-                    {
-                        "image": image[:, y : y + h, x : x + w],
-                        "height": h,
-                        "width": w,
-                        "file_name": inp["file_name"],
-                    }
-                    for y, x in offsets
-                ]
-                labels = [out["sem_seg"].argmax(dim=0).cpu() for out in self.model(crops)]
-                self._counts.add(
-                    agreement=label_agreement(labels[0], offsets[0], labels[1], offsets[1]), pairs=1
-                )
+            image, file_name = inp["image"], inp["file_name"]
+            if "crop_pairs" in self.protocols:
+                rng = np.random.default_rng(image_seed(self.seed, file_name))
+                self._crop_pairs(image, file_name, rng)
+            if set(self.protocols) == {"crop_pairs"}:
+                continue
+            original_logits = self._labels([image], file_name, logits=True)[0]
+            original = original_logits.argmax(dim=0)
+            if {"massc_circular", "massc_zero"} & set(self.protocols):
+                shift_rng = np.random.default_rng([image_seed(self.seed, file_name), 1])
+                self._massc(image, file_name, shift_rng, original)
+            if "subpixel" in self.protocols:
+                self._subpixel(image, file_name, original_logits)
+            if "adversarial" in self.protocols:
+                self._adversarial(image, file_name, original)
 
     def evaluate(self):
         counts = self._counts.gathered()
         if not comm.is_main_process():
             return None
-        res = {
-            "consistency": 100 * counts["agreement"] / max(counts["pairs"], 1),
-            "pairs": counts["pairs"],
-        }
+        res = OrderedDict()
+        if "crop_pairs" in self.protocols:
+            res["consistency"] = 100 * counts["agreement"] / max(counts["pairs"], 1)
+            res["pairs"] = counts["pairs"]
+        for protocol in ("massc_circular", "massc_zero", "adversarial"):
+            if protocol in self.protocols:
+                res[protocol] = 100 * counts[protocol] / max(counts[f"{protocol}_n"], 1)
+        if "subpixel" in self.protocols:
+            values = []
+            for name, _, _ in self.subpixel:
+                res[f"subpixel_{name}"] = (
+                    100 * counts[f"subpixel_{name}"] / max(counts[f"subpixel_{name}_n"], 1)
+                )
+                values.append(res[f"subpixel_{name}"])
+            res["subpixel_mean"] = float(np.mean(values))
+        res["forward_passes_per_image"] = dict(self.passes)
         report(res, self.output_dir, self.dataset_name)
         return OrderedDict(shift_consistency=res)
 
 
 class InstanceShiftConsistency(DatasetEvaluator):
-    """COCO AP at every shift of the authors' protocol and agreement of instances
-    between the original and each shifted input.
+    """COCO AP and instance agreement under shifts of the original image, by protocol
+    (`protocols`, a subset of INSTANCE_PROTOCOLS):
 
-    A shift moves the original image's content by d pixels in one of four directions
-    (uncovered border zero-filled) before the test-time resize; the predictions are
-    moved back by d and scored against the original annotations. Instance agreement
-    compares, inside the part of the image that stays in frame, the original
-    predictions with the moved-back shifted ones (score >= `score_thresh`): mask IoU
-    and class agreement of matched pairs (greedy by IoU >= `match_iou`), and the
-    percentage of instances without a partner.
+    - grid: the authors' protocol: the content moved by each of `shifts` px in four
+      directions (uncovered border zero-filled) before the test-time resize; the
+      predictions moved back and scored against the original annotations: AP per shift,
+      mean, spread and std; and, inside the part that stays in frame, agreement of the
+      original predictions with the moved-back ones (score >= `score_thresh`): mask IoU
+      and class agreement of pairs matched greedily at IoU >= `match_iou`, and the
+      percentage of instances without a partner;
+    - worst_case: COCO AP over the set with each image's predictions taken from the grid's
+      shifted copy on which that image's own AP is lowest (`CopyScores.worst_case`);
+    - subpixel: AP at shifts of each of `subpixel_shifts` px to the right and down, the
+      image resampled bilinearly (predicted masks moved back the same way, kept >= 0.5);
+    - adversarial: the worst case over every integer shift (dx, dy) with |dx|, |dy| up to
+      `adversarial_max_shift` px but (0, 0).
+
+    Each task (box, mask) chooses its own worst copies.
     """
 
     def __init__(
@@ -283,6 +431,9 @@ class InstanceShiftConsistency(DatasetEvaluator):
         match_iou: float = 0.5,
         output_dir=None,
         key: str = YACS_KEY,
+        protocols: Sequence[str] = ("grid",),
+        subpixel_shifts: Sequence[float] = (0.25, 0.5, 0.75),
+        adversarial_max_shift: int = 2,
     ):
         """`augmentations` and `image_format`: the test loader's (the shifted images are
         read and resized as it reads the original); `with_masks`: whether the model
@@ -291,29 +442,42 @@ class InstanceShiftConsistency(DatasetEvaluator):
         self.dataset_name, self.output_dir = dataset_name, output_dir
         self.image_format = image_format
         self.augmentations = T.AugmentationList(list(augmentations))
-        self.shifts = [
+        self.protocols = task_protocols(protocols, INSTANCE_PROTOCOLS, key)
+        grid = [
             (f"{name}{d}", ux * d, uy * d)
             for d, (name, (ux, uy)) in itertools.product(shifts, DIRECTIONS.items())
         ]
+        self.copies = {
+            "grid": grid,
+            "worst_case": grid,
+            "subpixel": subpixel_copies(subpixel_shifts),
+            "adversarial": adversarial_copies(adversarial_max_shift),
+        }
+        self.copies = {p: self.copies[p] for p in self.protocols}
+        # One model run per distinct offset, whichever protocols share it.
+        self.offsets = list(
+            dict.fromkeys((dx, dy) for c in self.copies.values() for _, dx, dy in c)
+        )
+        self.passes = {p: len(c) for p, c in self.copies.items()}
+        self.passes["total"] = 1 + len(self.offsets)
         # The tasks are fixed: inferred from the predictions, a shift without any would
         # lack "segm".
-        tasks = ("bbox", "segm") if with_masks else ("bbox",)
-        self.coco = {}
-        for name in ["0"] + [s[0] for s in self.shifts]:
-            self.coco[name] = CheckedCOCOEvaluator(
-                dataset_name, tasks, output_dir=None, use_fast_impl=False
-            )
-            if name == "0":  # before loading the ground truth 4 x len(shifts) times more
-                images = coco_ground_truth(self.coco[name]).dataset["images"]
-                check_shifts_fit(shifts, images, dataset_name, key)
+        self.tasks = ("bbox", "segm") if with_masks else ("bbox",)
+        self.scores = CopyScores(dataset_name, self.tasks)
+        if "grid" in self.protocols or "worst_case" in self.protocols:
+            images = self.scores.ground_truth.dataset["images"]
+            check_shifts_fit(shifts, images, dataset_name, key)
 
     def reset(self):
-        for evaluator in self.coco.values():
-            evaluator.reset()
+        self.scores.reset()
         self._counts = _Counts(matched=0, iou=0.0, same_class=0, unmatched=0, instances=0)
 
-    def _shifted_input(self, image: np.ndarray, dx: int, dy: int, inp: Dict) -> Dict:
-        aug = T.AugInput(translate(image, dx, dy))
+    def _shifted_input(self, image: np.ndarray, dx, dy, inp: Dict) -> Dict:
+        if float(dx).is_integer() and float(dy).is_integer():
+            moved = translate(image, int(dx), int(dy))
+        else:
+            moved = np.clip(np.rint(translate_subpixel(image, dx, dy)), 0, 255).astype(image.dtype)
+        aug = T.AugInput(moved)
         self.augmentations(aug)
         tensor = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
         return {
@@ -324,7 +488,7 @@ class InstanceShiftConsistency(DatasetEvaluator):
         }
 
     @staticmethod
-    def _move_back(instances, dx: int, dy: int):
+    def _move_back(instances, dx, dy):
         instances = instances.to("cpu")
         h, w = instances.image_size
         if instances.has("pred_boxes"):
@@ -334,7 +498,11 @@ class InstanceShiftConsistency(DatasetEvaluator):
             instances.pred_boxes = boxes
         if instances.has("pred_masks"):
             masks = instances.pred_masks.permute(1, 2, 0).numpy()
-            instances.pred_masks = torch.from_numpy(translate(masks, -dx, -dy)).permute(2, 0, 1)
+            if float(dx).is_integer() and float(dy).is_integer():
+                moved = translate(masks, -int(dx), -int(dy))
+            else:
+                moved = translate_subpixel(masks, -dx, -dy) >= 0.5
+            instances.pred_masks = torch.from_numpy(moved).permute(2, 0, 1)
         return instances
 
     def _agreement(self, original, moved_back, dx: int, dy: int):
@@ -356,49 +524,62 @@ class InstanceShiftConsistency(DatasetEvaluator):
         )
 
     def process(self, inputs, outputs):
-        self.coco["0"].process(inputs, outputs)
+        grid = {(dx, dy) for _, dx, dy in self.copies.get("grid", [])}
         for inp, out in zip(inputs, outputs):
             image = detection_utils.read_image(inp["file_name"], format=self.image_format)
             original = out["instances"].to("cpu")
-            for batch in _chunks(self.shifts, len(DIRECTIONS)):  # one model call per distance
-                shifted = self.model(
-                    [self._shifted_input(image, dx, dy, inp) for _, dx, dy in batch]
-                )
-                for (name, dx, dy), out_shifted in zip(batch, shifted):
+            self.scores.add((0, 0), inp["image_id"], original)
+            for batch in _chunks(self.offsets, len(DIRECTIONS)):
+                shifted = self.model([self._shifted_input(image, dx, dy, inp) for dx, dy in batch])
+                for (dx, dy), out_shifted in zip(batch, shifted):
                     moved_back = self._move_back(out_shifted["instances"], dx, dy)
-                    self.coco[name].process([inp], [{"instances": moved_back}])
-                    if original.has("pred_masks"):
+                    self.scores.add((dx, dy), inp["image_id"], moved_back)
+                    if (dx, dy) in grid and original.has("pred_masks"):
                         self._agreement(original, moved_back, dx, dy)
 
     def evaluate(self):
         counts = self._counts.gathered()
-        coco_logger = logging.getLogger("detectron2.evaluation.coco_evaluation")
-        level = coco_logger.level
-        coco_logger.setLevel(logging.WARNING)  # 21 full COCO tables would bury the log
-        try:
-            per_shift = {name: evaluator.evaluate() for name, evaluator in self.coco.items()}
-        finally:
-            coco_logger.setLevel(level)
-        if not comm.is_main_process():
+        if not self.scores.gather():
             return None
         res = OrderedDict()
         for task in ("segm", "bbox"):
-            if task not in per_shift["0"]:
+            if task not in self.tasks:
                 continue
-            aps = {name: per_shift[name][task]["AP"] for name in per_shift}
-            for name, ap in aps.items():
-                res[f"{task}_AP_{name}"] = ap
-            values = np.array(list(aps.values()))
-            res[f"{task}_AP_mean"] = float(values.mean())
-            res[f"{task}_AP_spread"] = float(values.max() - values.min())
-            res[f"{task}_AP_std"] = float(values.std())
+            res[f"{task}_AP_0"] = self.scores.copy_ap(task, (0, 0))
+            if "grid" in self.protocols:
+                aps = [res[f"{task}_AP_0"]]
+                for name, dx, dy in self.copies["grid"]:
+                    res[f"{task}_AP_{name}"] = self.scores.copy_ap(task, (dx, dy))
+                    aps.append(res[f"{task}_AP_{name}"])
+                res.update(_summary(f"{task}_AP", aps))
+            if "subpixel" in self.protocols:
+                aps = [res[f"{task}_AP_0"]]
+                for name, dx, dy in self.copies["subpixel"]:
+                    res[f"{task}_AP_subpixel_{name}"] = self.scores.copy_ap(task, (dx, dy))
+                    aps.append(res[f"{task}_AP_subpixel_{name}"])
+                res.update(_summary(f"{task}_AP_subpixel", aps))
+            for protocol in ("worst_case", "adversarial"):
+                if protocol in self.protocols:
+                    offsets = [(dx, dy) for _, dx, dy in self.copies[protocol]]
+                    res[f"{task}_AP_{protocol}"] = self.scores.worst_case(task, offsets)
         if counts["instances"]:
             matched = max(counts["matched"], 1)
             res["mask_iou"] = 100 * counts["iou"] / matched
             res["class_agreement"] = 100 * counts["same_class"] / matched
             res["unmatched"] = 100 * counts["unmatched"] / counts["instances"]
+        res["forward_passes_per_image"] = dict(self.passes)
         report(res, self.output_dir, self.dataset_name)
         return OrderedDict(shift_consistency=res)
+
+
+def _summary(prefix: str, aps: List[float]) -> Dict[str, float]:
+    """Mean, spread (max - min) and std of the APs (unshifted first) of one protocol."""
+    values = np.array(aps)
+    return {
+        f"{prefix}_mean": float(values.mean()),
+        f"{prefix}_spread": float(values.max() - values.min()),
+        f"{prefix}_std": float(values.std()),
+    }
 
 
 def is_semantic(dataset_name: str) -> bool:
@@ -418,9 +599,14 @@ def build_shift_consistency_evaluator(
     sc = cfg.TEST.SHIFT_CONSISTENCY
     if output_dir is None:
         output_dir = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+    protocols = {
+        "protocols": list(sc.PROTOCOLS),
+        "subpixel_shifts": list(sc.SUBPIXEL_SHIFTS),
+        "adversarial_max_shift": sc.ADVERSARIAL_MAX_SHIFT,
+    }
     if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor" or is_semantic(dataset_name):
         return SemSegShiftConsistency(
-            model, sc.NUM_PAIRS, sc.MAX_SHIFT, sc.SEED, dataset_name, output_dir
+            model, sc.NUM_PAIRS, sc.MAX_SHIFT, sc.SEED, dataset_name, output_dir, **protocols
         )
     return InstanceShiftConsistency(
         model,
@@ -432,4 +618,5 @@ def build_shift_consistency_evaluator(
         sc.SCORE_THRESH,
         sc.MATCH_IOU,
         output_dir,
+        **protocols,
     )
