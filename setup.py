@@ -38,7 +38,13 @@ setup(
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     # opencv: detectron2's Visualizer imports cv2 (demo pictures).
-    install_requires=["torch>=1.10", "torchvision>=0.11", "numpy", "opencv-python-headless"],
+    install_requires=[
+        "torch>=1.10",
+        "torchvision>=0.11",
+        "numpy",
+        "opencv-python-headless",
+        "matplotlib",  # figures: filters (tools/visualize_filters.py), shift curves and strips
+    ],
     extras_require={
         # Cityscapes label preparation and instance AP (detectron2 imports it lazily).
         # cityscapesscripts 2.3.0, the latest, calls np.in1d, which NumPy 2.4 removed.

@@ -7,7 +7,10 @@ consistency (mean ± std over seeds), parameters, FLOPs and speed.
         --config-file configs/Synthetic-InstanceSegmentation/mask_rcnn_R_18_FPN_quick_pasa.yaml \
         --output output/compare_instances --seeds 3 [--variants none,pasa] [KEY VALUE …]
 
-Writes OUTPUT/comparison.json and OUTPUT/comparison.md; each run trains in
+Writes OUTPUT/comparison.json and OUTPUT/comparison.md, and the pictures
+OUTPUT/shift_curves.png (each shift metric against the shift distance, mean ± std over
+seeds) and OUTPUT/shift_strip.png and .gif (the first test image's predictions under
+shifts of 0-8 px, the variants side by side); each run trains in
 OUTPUT/seed<S>/<variant>/. Run again with the same arguments to continue an interrupted
 comparison: finished runs are read, not repeated.
 """
@@ -66,7 +69,10 @@ def main(argv=None):
         )
         sys.exit(128 + e.signum)
     print(table)
-    print(f"\nwritten: {args.output}/comparison.json, {args.output}/comparison.md")
+    print(
+        f"\nwritten: {args.output}/comparison.json, {args.output}/comparison.md, "
+        f"{args.output}/shift_curves.png, {args.output}/shift_strip.png and .gif"
+    )
 
 
 if __name__ == "__main__":

@@ -16,10 +16,13 @@ from detectron2.utils.env import seed_all_rng
 
 from pasa_det.analysis.environment import describe_run
 from pasa_det.analysis.model_benchmark import count_backbone_flops, time_inference_and_training
+from pasa_det.analysis.shift_figures import write_figures
 from pasa_det.checkpoint import SafeCheckpointer
 from pasa_det.config import ANTIALIAS_TYPES, load_config
+from pasa_det.config.checks import SHIFT_PROTOCOLS
 from pasa_det.engine.trainer import Trainer
 from pasa_det.evaluation import json_ready
+from pasa_det.evaluation.shift_consistency import protocol_cost
 
 logger = logging.getLogger(__name__)
 VARIANTS = ANTIALIAS_TYPES
@@ -32,7 +35,8 @@ def variant_config(
     config_file: str, variant: str, output_dir: str, opts: Sequence[str] = (), seed: int = 0
 ):
     """`config_file` with MODEL.ANTIALIAS.TYPE set to `variant`, SEED to `seed`, shift
-    consistency on, and its own output folder; every other key (budget included) shared."""
+    consistency on with every protocol, and its own output folder; every other key
+    (budget included) shared."""
     cfg = load_config(config_file, list(opts))
     cfg.merge_from_list(
         [
@@ -42,6 +46,8 @@ def variant_config(
             str(seed),
             "TEST.SHIFT_CONSISTENCY.ENABLED",
             "True",
+            "TEST.SHIFT_CONSISTENCY.PROTOCOLS",
+            str(list(SHIFT_PROTOCOLS)),
             "OUTPUT_DIR",
             os.path.join(output_dir, f"seed{seed}", variant),
         ]
@@ -50,10 +56,21 @@ def variant_config(
     return cfg
 
 
+def shift_settings(cfg) -> Dict:
+    """What the shift-consistency scores of a run depend on besides its weights."""
+    return json_ready(dict(cfg.TEST.SHIFT_CONSISTENCY))
+
+
+def _evaluated(cfg, model) -> Dict:
+    return json_ready({task: dict(values) for task, values in Trainer.test(cfg, model).items()})
+
+
 def run_variant(cfg):
     """Train one variant from scratch (continuing an interrupted run of the same folder);
     it is evaluated, shift consistency included, after the last iteration. A run whose
-    folder already holds its result is not repeated. Returns its metrics and the model."""
+    folder already holds its result is not repeated; if it was scored under other
+    TEST.SHIFT_CONSISTENCY settings, its model_final.pth is evaluated again (`rescored`
+    says when and where). Returns its metrics and the model."""
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     result_path = os.path.join(cfg.OUTPUT_DIR, RESULT_FILE)
     if os.path.isfile(result_path):
@@ -61,7 +78,20 @@ def run_variant(cfg):
         model = Trainer.build_model(cfg)
         SafeCheckpointer(model).load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
         with open(result_path) as f:
-            return json.load(f), model
+            row = json.load(f)
+        if row.get("shift_settings") != shift_settings(cfg):
+            logger.info(f"{cfg.OUTPUT_DIR}: scored under other shift settings; evaluating again")
+            environment = describe_run(cfg.MODEL.DEVICE)
+            start = time.perf_counter()
+            row["metrics"] = _evaluated(cfg, model.eval())
+            row["shift_settings"] = shift_settings(cfg)
+            row["rescored"] = {
+                "environment": environment,
+                "eval_wall_s": time.perf_counter() - start,
+            }
+            with open(result_path, "w") as f:
+                json.dump(row, f, indent=2)
+        return row, model
     environment = describe_run(cfg.MODEL.DEVICE)
     seed_all_rng(cfg.SEED)
     trainer = Trainer(cfg)
@@ -74,6 +104,7 @@ def run_variant(cfg):
             {task: dict(values) for task, values in trainer.last_eval_results.items()}
         ),
         "train_and_eval_wall_s": time.perf_counter() - start,
+        "shift_settings": shift_settings(cfg),
     }
     with open(result_path, "w") as f:
         json.dump(row, f, indent=2)
@@ -116,11 +147,35 @@ def scores(metrics: Dict) -> Dict[str, Optional[float]]:
                 "matched mask IoU": shift.get("mask_iou"),
                 "class agreement": shift.get("class_agreement"),
                 "unmatched instances %": shift.get("unmatched"),
+                "mask AP worst case": shift.get("segm_AP_worst_case"),
+                "mask AP adversarial": shift.get("segm_AP_adversarial"),
+                "mask AP mean over sub-pixel shifts": shift.get("segm_AP_subpixel_mean"),
+                "mask AP spread over sub-pixel shifts": shift.get("segm_AP_subpixel_spread"),
             }
         )
     if "sem_seg" in metrics:
-        out.update({"mIoU": metrics["sem_seg"]["mIoU"], "consistency": shift.get("consistency")})
+        out.update(
+            {
+                "mIoU": metrics["sem_seg"]["mIoU"],
+                "consistency": shift.get("consistency"),
+                "mASSC circular %": shift.get("massc_circular"),
+                "mASSC zero-padded %": shift.get("massc_zero"),
+                "sub-pixel consistency %": shift.get("subpixel_mean"),
+                "adversarial consistency %": shift.get("adversarial"),
+            }
+        )
     return out
+
+
+def _protocol_cost(runs: Dict[str, Dict]) -> Dict:
+    """Forward passes per test image of each shift protocol, as the runs' evaluators
+    reported them (the same for every run of one comparison)."""
+    for per_seed in runs.values():
+        for row in per_seed.values():
+            cost = protocol_cost(row["metrics"].get("shift_consistency", {}))
+            if cost:
+                return cost
+    return {}
 
 
 def cost(measured: Dict) -> Dict[str, float]:
@@ -271,6 +326,8 @@ def compare(
             "images_per_batch": cfg.SOLVER.IMS_PER_BATCH,
         },
         "seeds": list(seeds),
+        "shift_settings": shift_settings(cfg),
+        "forward_passes_per_image": _protocol_cost(runs),
         "timing_rounds": rounds,
         "machine": {
             "cpu_threads": torch.get_num_threads(),
@@ -286,10 +343,14 @@ def compare(
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "comparison.json"), "w") as f:
         json.dump(report, f, indent=2)
+    for path in write_figures(report, first_cfgs[variants[0]], first_models, output_dir):
+        logger.info(f"written: {path}")
     table = markdown_table(report["variants"])
     with open(os.path.join(output_dir, "comparison.md"), "w") as f:
         f.write(
             f"`{config_file}`, {cfg.SOLVER.MAX_ITER} iterations of {cfg.SOLVER.IMS_PER_BATCH} "
-            f"images, seeds {', '.join(map(str, seeds))} (mean ± std over seeds)\n\n{table}\n"
+            f"images, seeds {', '.join(map(str, seeds))} (mean ± std over seeds)\n\n{table}\n\n"
+            f"Forward passes per test image, by shift protocol: "
+            f"{', '.join(f'{k} {v}' for k, v in report['forward_passes_per_image'].items())}\n"
         )
     return report, table

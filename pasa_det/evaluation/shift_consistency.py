@@ -115,10 +115,23 @@ def shift_consistency_table(res: Dict) -> str:
         ("unmatched", "instances without a partner, %"),
     ]
     lines += [f"{text}: {res[key]:.2f}" for key, text in named if key in res]
-    if "forward_passes_per_image" in res:
-        cost = ", ".join(f"{k} {v}" for k, v in res["forward_passes_per_image"].items())
-        lines.append(f"forward passes per image: {cost}")
+    cost = protocol_cost(res)
+    if cost:
+        lines.append(f"forward passes per image: {', '.join(f'{k} {v}' for k, v in cost.items())}")
     return "\n".join(lines)
+
+
+PASSES = "forward_passes_"  # result keys: forward passes per image, by protocol and in total
+
+
+def passes_per_image(passes: Dict[str, int]) -> Dict[str, int]:
+    """The result keys of each protocol's cost (flat: detectron2 prints results as numbers)."""
+    return {f"{PASSES}{protocol}": n for protocol, n in passes.items()}
+
+
+def protocol_cost(res: Dict) -> Dict[str, int]:
+    """protocol -> forward passes per image, read back from results."""
+    return {k[len(PASSES) :]: v for k, v in res.items() if k.startswith(PASSES)}
 
 
 def report(res: Dict, output_dir, dataset_name: str) -> None:
@@ -241,7 +254,8 @@ class SemSegShiftConsistency(DatasetEvaluator):
       resampling); the prediction of the shifted input is compared with the original
       prediction's logits resampled by the same shift, where no border was filled in;
     - adversarial: every integer shift up to `adversarial_max_shift` px in x and y (zero
-      border); per image the lowest agreement over them, averaged over images.
+      border); per image the lowest agreement over them, averaged over images (and the
+      mean agreement at each distance max(|dx|, |dy|), `zero_shift_<d>px`).
 
     Random shifts are drawn from `seed` and each image's file name.
     """
@@ -268,6 +282,7 @@ class SemSegShiftConsistency(DatasetEvaluator):
         self.protocols = task_protocols(protocols, SEMANTIC_PROTOCOLS, key)
         self.subpixel = subpixel_copies(subpixel_shifts)
         self.adversarial = adversarial_copies(adversarial_max_shift)
+        self.adversarial_max_shift = adversarial_max_shift
         passes = {
             "crop_pairs": 2 * num_pairs,
             "massc_circular": num_pairs,
@@ -353,7 +368,10 @@ class SemSegShiftConsistency(DatasetEvaluator):
                 torch.from_numpy(translate(hwc, dx, dy)).permute(2, 0, 1) for _, dx, dy in batch
             ]
             for (_, dx, dy), labels in zip(batch, self._labels(moved, file_name)):
-                worst = min(worst, label_agreement(original, (0, 0), labels, (-dy, -dx)))
+                agreement = label_agreement(original, (0, 0), labels, (-dy, -dx))
+                worst = min(worst, agreement)
+                ring = f"zero_shift_{max(abs(dx), abs(dy))}px"
+                self._counts.add(**{ring: agreement, f"{ring}_n": 1})
         self._counts.add(adversarial=worst, adversarial_n=1)
 
     def process(self, inputs, outputs):
@@ -385,6 +403,10 @@ class SemSegShiftConsistency(DatasetEvaluator):
         for protocol in ("massc_circular", "massc_zero", "adversarial"):
             if protocol in self.protocols:
                 res[protocol] = 100 * counts[protocol] / max(counts[f"{protocol}_n"], 1)
+        if "adversarial" in self.protocols:  # the mean agreement at each distance of its grid
+            for d in range(1, self.adversarial_max_shift + 1):
+                ring = f"zero_shift_{d}px"
+                res[ring] = 100 * counts[ring] / max(counts[f"{ring}_n"], 1)
         if "subpixel" in self.protocols:
             values = []
             for name, _, _ in self.subpixel:
@@ -393,7 +415,7 @@ class SemSegShiftConsistency(DatasetEvaluator):
                 )
                 values.append(res[f"subpixel_{name}"])
             res["subpixel_mean"] = float(np.mean(values))
-        res["forward_passes_per_image"] = dict(self.passes)
+        res.update(passes_per_image(self.passes))
         report(res, self.output_dir, self.dataset_name)
         return OrderedDict(shift_consistency=res)
 
@@ -567,7 +589,7 @@ class InstanceShiftConsistency(DatasetEvaluator):
             res["mask_iou"] = 100 * counts["iou"] / matched
             res["class_agreement"] = 100 * counts["same_class"] / matched
             res["unmatched"] = 100 * counts["unmatched"] / counts["instances"]
-        res["forward_passes_per_image"] = dict(self.passes)
+        res.update(passes_per_image(self.passes))
         report(res, self.output_dir, self.dataset_name)
         return OrderedDict(shift_consistency=res)
 

@@ -63,7 +63,9 @@ def test_compare_writes_one_row_per_variant_over_seeds(tmp_path):
         assert list(row["runs"]) == ["0", "1"]
         for run in row["runs"].values():
             assert {"bbox", "segm", "shift_consistency"} <= set(run["metrics"])
-            assert "segm_AP_right1" in run["metrics"]["shift_consistency"]
+            shift = run["metrics"]["shift_consistency"]
+            assert "segm_AP_right1" in shift and "segm_AP_worst_case" in shift
+            assert "segm_AP_adversarial" in shift and "segm_AP_subpixel_mean" in shift
             assert run["environment"]["command"] == report["environment"]["command"]
         aps = [run["metrics"]["segm"]["AP"] for run in row["runs"].values()]
         mask_ap = row["summary"]["mask AP"]
@@ -91,6 +93,22 @@ def test_compare_writes_one_row_per_variant_over_seeds(tmp_path):
     assert weights.stat().st_mtime_ns == stamp
     for v in rows:
         assert again["variants"][v]["runs"] == report["variants"][v]["runs"]
+    assert report["forward_passes_per_image"]["adversarial"] == 24
+    # Other shift settings: the saved models are evaluated again, not retrained.
+    rescored, _ = compare(
+        QUICK_INSTANCE,
+        str(out),
+        ["none", "lpf", "pasa"],
+        [*opts, "TEST.SHIFT_CONSISTENCY.ADVERSARIAL_MAX_SHIFT", "1"],
+        1,
+        [0, 1],
+    )
+    assert weights.stat().st_mtime_ns == stamp
+    assert rescored["forward_passes_per_image"]["adversarial"] == 8
+    for v in rows:
+        for seed, run in rescored["variants"][v]["runs"].items():
+            assert "rescored" in run
+            assert run["metrics"]["segm"] == report["variants"][v]["runs"][seed]["metrics"]["segm"]
 
 
 def test_tool_says_how_to_continue_an_interrupted_comparison(tmp_path, monkeypatch, capsys):
