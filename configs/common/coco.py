@@ -50,7 +50,7 @@ dataloader.check_num_classes = True
 # original image, four directions) and agreement of instances scored >= score_thresh matched
 # at mask IoU >= match_iou; for semantic segmentation, num_pairs crop pairs per image offset
 # by up to max_shift px, drawn from seed. `protocols` chooses what is measured, as
-# TEST.SHIFT_CONSISTENCY.PROTOCOLS does (docs/EVALUATION.md).
+# TEST.SHIFT_CONSISTENCY.PROTOCOLS does (docs/RESULTS.md).
 dataloader.shift_consistency = dict(
     enabled=False,
     shifts=[1, 2, 5, 10, 20],

@@ -18,6 +18,7 @@ from detectron2.data.detection_utils import build_augmentation, read_image
 from detectron2.utils.visualizer import Visualizer
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 from PIL import Image
 
 from pasa_det.evaluation.image_shifts import translate
@@ -74,6 +75,9 @@ def plot_shift_curves(report: Dict) -> Figure:
                     distances, mean - std, mean + std, alpha=0.2, color=line.get_color()
                 )
         ax.set_xscale("symlog", linthresh=1.0)
+        ticks = sorted({d for line in ax.get_lines() for d in line.get_xdata()})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=8)
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("shift (px; linear below 1, log above)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -75,7 +75,7 @@ def add_pasa_config(cfg: CN) -> CN:
     cfg.TEST.SHIFT_CONSISTENCY.NUM_PAIRS = 5
     cfg.TEST.SHIFT_CONSISTENCY.MAX_SHIFT = 32
     cfg.TEST.SHIFT_CONSISTENCY.SEED = 0
-    # What is measured (each evaluator runs those of its dataset's task; docs/EVALUATION.md):
+    # What is measured (each evaluator runs those of its dataset's task; docs/RESULTS.md):
     # instances: grid (the shifts above), worst_case (each image on its worst grid shift),
     # subpixel, adversarial; semantic: crop_pairs (the pairs above), massc_circular and
     # massc_zero (NUM_PAIRS shifts of up to MAX_SHIFT px), subpixel, adversarial.

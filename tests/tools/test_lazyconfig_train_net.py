@@ -82,6 +82,8 @@ def test_eval_only_with_shift_consistency_scores_every_shift(straight):
         "--eval-only", *TINY, f"train.output_dir={folder}",
         f"train.init_checkpoint={out / 'model_final.pth'}",
         "dataloader.shift_consistency.enabled=True", "dataloader.shift_consistency.shifts=[2]",
+        "dataloader.shift_consistency.protocols=[grid,worst_case,adversarial]",
+        "dataloader.shift_consistency.adversarial_max_shift=1",
     )  # fmt: skip
     written = json.loads(
         (folder / "inference/synthetic_instances_val/shift_consistency.json").read_text()
@@ -89,6 +91,9 @@ def test_eval_only_with_shift_consistency_scores_every_shift(straight):
     for task in ("bbox", "segm"):  # the test loader's mapper reads and resizes the shifted ones
         assert {f"{task}_AP_{d}2" for d in ("right", "left", "down", "up")} <= set(written)
         assert written[f"{task}_AP_spread"] >= 0
+        assert {f"{task}_AP_worst_case", f"{task}_AP_adversarial"} <= set(written)
+    # 4 grid shifts, 8 adversarial ones (none shared with the grid's 2 px), the original.
+    assert written["forward_passes_total"] == 13
     printed = copypaste_results(run.stdout + run.stderr)
     trained = copypaste_results((out / "log.txt").read_text())
     # The usual evaluation is unchanged beside it.
@@ -155,6 +160,10 @@ def test_sigterm_then_resume_ends_with_the_uninterrupted_weights(straight, tmp_p
             r"model\.roi_heads\.num_classes is 5 but dataset 'synthetic_instances_\w+' has 3 "
             r"classes.*: model\.roi_heads\.num_classes=3, or dataloader\.check_num_classes=False",
         ),  # fmt: skip
+        (
+            ["dataloader.shift_consistency.protocols=[grid,pmk]"],
+            r"dataloader\.shift_consistency\.protocols=\[.grid., .pmk.\]: list protocols among",
+        ),
         (
             ["dataloader.shift_consistency.match_iou=1.5"],
             r"dataloader\.shift_consistency\.match_iou must lie in \[0, 1\], got 1\.5",
