@@ -115,13 +115,22 @@ class CopyScores:
         coco_eval = self._evaluated(task, results)
         if coco_eval is None:
             return {i: 0.0 if self.ground_truth.getAnnIds(imgIds=[i]) else np.nan for i in ids}
-        # accumulate() over one image's matches: the others' entries blanked (it skips
-        # None), since its own image subset indexes the full list wrongly.
-        matches, out = coco_eval.evalImgs, {}
+        # accumulate() over one image at a time: its matches alone, with the image list of
+        # the evaluation cut to it (pycocotools orders evalImgs by category, area range,
+        # then image, and accumulate() indexes them by that image list).
+        evaluated = coco_eval._paramsEval
+        categories = len(evaluated.catIds) if evaluated.useCats else 1
+        areas, all_ids, matches = len(evaluated.areaRng), evaluated.imgIds, coco_eval.evalImgs
+        position = {image_id: n for n, image_id in enumerate(all_ids)}
+        out = {}
         for image_id in ids:
+            n = position[image_id]
             coco_eval.evalImgs = [
-                e if e is not None and e["image_id"] == image_id else None for e in matches
+                matches[(k * areas + a) * len(all_ids) + n]
+                for k in range(categories)
+                for a in range(areas)
             ]
+            evaluated.imgIds = coco_eval.params.imgIds = [image_id]
             with _quiet():
                 coco_eval.accumulate()
             out[image_id] = _average_precision(coco_eval.eval["precision"])

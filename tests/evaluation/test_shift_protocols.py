@@ -2,6 +2,9 @@
 zero-padded shifts) on stub models whose answers are known by construction or computed
 here by hand, and the image shifts they rest on."""
 
+import contextlib
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +13,7 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.structures import Boxes, Instances
 from PIL import Image
 from pycocotools import mask as mask_util
+from pycocotools.cocoeval import COCOeval
 
 from pasa_det.config import ConfigError, load_config
 from pasa_det.evaluation.copy_ap import CopyScores
@@ -149,6 +153,32 @@ def test_the_unshifted_copy_scores_as_detectrons_coco_evaluator(squares):
     for task in ("bbox", "segm"):
         assert 0 < expected[task]["AP"] < 100
         assert scores.copy_ap(task, (0, 0)) == pytest.approx(expected[task]["AP"], abs=1e-9)
+
+
+def test_per_image_ap_equals_pycocotools_on_that_image_alone(squares):
+    model = instance_stub(True)
+    scores = CopyScores(squares, ("bbox", "segm"))
+    for d in DatasetCatalog.get(squares):
+        image = torch.from_numpy(
+            np.asarray(Image.open(d["file_name"]).convert("RGB")).transpose(2, 0, 1).copy()
+        )
+        scores.add((0, 0), d["image_id"], model([{"image": image}])[0]["instances"])
+    assert scores.gather()
+    for task in ("bbox", "segm"):
+        per_image = scores.per_image_ap(task, (0, 0))
+        for image_id, ap in per_image.items():
+            results = [dict(r) for r in scores._results[(0, 0)][image_id]]
+            if task == "segm":
+                for r in results:
+                    r.pop("bbox")
+            with contextlib.redirect_stdout(io.StringIO()):
+                alone = COCOeval(scores.ground_truth, scores.ground_truth.loadRes(results), task)
+                alone.params.imgIds = [image_id]
+                alone.evaluate()
+                alone.accumulate()
+                alone.summarize()
+            assert ap == pytest.approx(100 * alone.stats[0], abs=1e-9)
+        assert len(set(per_image.values())) > 1  # the images differ: a real check
 
 
 def test_worst_case_takes_each_image_on_its_own_worst_shift(squares):
