@@ -568,18 +568,13 @@ class InstanceShiftConsistency(DatasetEvaluator):
             if task not in self.tasks:
                 continue
             res[f"{task}_AP_0"] = self.scores.copy_ap(task, (0, 0))
-            if "grid" in self.protocols:
-                aps = [res[f"{task}_AP_0"]]
-                for name, dx, dy in self.copies["grid"]:
-                    res[f"{task}_AP_{name}"] = self.scores.copy_ap(task, (dx, dy))
-                    aps.append(res[f"{task}_AP_{name}"])
-                res.update(_summary(f"{task}_AP", aps))
-            if "subpixel" in self.protocols:
-                aps = [res[f"{task}_AP_0"]]
-                for name, dx, dy in self.copies["subpixel"]:
-                    res[f"{task}_AP_subpixel_{name}"] = self.scores.copy_ap(task, (dx, dy))
-                    aps.append(res[f"{task}_AP_subpixel_{name}"])
-                res.update(_summary(f"{task}_AP_subpixel", aps))
+            for protocol, prefix in (("grid", f"{task}_AP"), ("subpixel", f"{task}_AP_subpixel")):
+                if protocol in self.protocols:  # AP per copy, and their summary
+                    aps = [res[f"{task}_AP_0"]]
+                    for name, dx, dy in self.copies[protocol]:
+                        res[f"{prefix}_{name}"] = self.scores.copy_ap(task, (dx, dy))
+                        aps.append(res[f"{prefix}_{name}"])
+                    res.update(_summary(prefix, aps))
             for protocol in ("worst_case", "adversarial"):
                 if protocol in self.protocols:
                     offsets = [(dx, dy) for _, dx, dy in self.copies[protocol]]

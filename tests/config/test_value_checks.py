@@ -131,9 +131,21 @@ def test_train_net_reports_a_group_that_does_not_fit_in_one_line(tmp_path):
             "TEST.SHIFT_CONSISTENCY.MAX_SHIFT=100 leaves no crop to compare: test inputs are at "
             "most 96 px on their short side",
         ),
+        (
+            ["TEST.SHIFT_CONSISTENCY.PROTOCOLS", "['grid', 'pmk']"],
+            "TEST.SHIFT_CONSISTENCY.PROTOCOLS=['grid', 'pmk']: list protocols among grid,",
+        ),
+        (
+            ["TEST.SHIFT_CONSISTENCY.SUBPIXEL_SHIFTS", "[0.5, 1.5]"],
+            "TEST.SHIFT_CONSISTENCY.SUBPIXEL_SHIFTS must list fractions of a pixel, each in (0, 1)",
+        ),
+        (
+            ["TEST.SHIFT_CONSISTENCY.ADVERSARIAL_MAX_SHIFT", "0"],
+            "TEST.SHIFT_CONSISTENCY.ADVERSARIAL_MAX_SHIFT must be >= 1",
+        ),
     ],
 )
-def test_semantic_max_shift_out_of_range_fails_at_load(opts, message):
+def test_shift_settings_out_of_range_fail_at_load(opts, message):
     with pytest.raises(ConfigError) as e:
         load_config(QUICK_SEMANTIC, opts)
     assert str(e.value).startswith(message)

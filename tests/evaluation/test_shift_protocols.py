@@ -15,7 +15,7 @@ from PIL import Image
 from pycocotools import mask as mask_util
 from pycocotools.cocoeval import COCOeval
 
-from pasa_det.config import ConfigError, load_config
+from pasa_det.config import ConfigError
 from pasa_det.evaluation.copy_ap import CopyScores
 from pasa_det.evaluation.image_shifts import (
     circular,
@@ -32,7 +32,6 @@ from tests.evaluation.test_shift_consistency import (
     semantic_stub,
     write_squares,
 )
-from tests.helpers.paths import QUICK_INSTANCE
 
 # --- image shifts ----------------------------------------------------------------------
 
@@ -347,29 +346,6 @@ def test_a_segmenter_blind_to_the_input_scores_what_its_stripes_give():
 
 
 # --- settings ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "opts, message",
-    [
-        (
-            ["TEST.SHIFT_CONSISTENCY.PROTOCOLS", "['grid', 'pmk']"],
-            "TEST.SHIFT_CONSISTENCY.PROTOCOLS=['grid', 'pmk']: list protocols among grid,",
-        ),
-        (
-            ["TEST.SHIFT_CONSISTENCY.SUBPIXEL_SHIFTS", "[0.5, 1.5]"],
-            "TEST.SHIFT_CONSISTENCY.SUBPIXEL_SHIFTS must list fractions of a pixel, each in (0, 1)",
-        ),
-        (
-            ["TEST.SHIFT_CONSISTENCY.ADVERSARIAL_MAX_SHIFT", "0"],
-            "TEST.SHIFT_CONSISTENCY.ADVERSARIAL_MAX_SHIFT must be >= 1",
-        ),
-    ],
-)
-def test_bad_protocol_settings_are_config_errors_naming_the_key(opts, message):
-    with pytest.raises(ConfigError) as e:
-        load_config(QUICK_INSTANCE, opts)
-    assert str(e.value).startswith(message)
 
 
 def test_protocols_of_the_other_task_only_are_an_error_naming_the_key():
