@@ -20,7 +20,7 @@ import sys
 
 from detectron2.utils.logger import setup_logger
 
-from pasa_det.analysis.compare import TIMING_ROUNDS, VARIANTS, compare
+from pasa_det.analysis.compare import TIMING_ROUNDS, VARIANTS, compare, redraw_figures
 from pasa_det.engine import USER_ERRORS, StoppedBySignal
 
 
@@ -45,6 +45,11 @@ def main(argv=None):
         help="interleaved timing rounds (medians)",
     )
     parser.add_argument(
+        "--figures-only",
+        action="store_true",
+        help="redraw the pictures of a finished comparison in OUTPUT (no training, scoring or timing)",
+    )
+    parser.add_argument(
         "opts", nargs=argparse.REMAINDER, help="config overrides for every variant: KEY VALUE …"
     )
     args = parser.parse_args(argv)
@@ -56,6 +61,10 @@ def main(argv=None):
     setup_logger(args.output, name="detectron2")
     setup_logger(args.output, name="pasa_det")
     seeds = list(range(args.seeds))
+    if args.figures_only:
+        for path in redraw_figures(args.config_file, args.output, args.opts):
+            print(f"written: {path}")
+        return
     try:
         _, table = compare(
             args.config_file, args.output, variants, args.opts, args.timing_rounds, seeds

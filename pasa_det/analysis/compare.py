@@ -354,3 +354,17 @@ def compare(
             f"{', '.join(f'{k} {v}' for k, v in report['forward_passes_per_image'].items())}\n"
         )
     return report, table
+
+
+def redraw_figures(config_file: str, output_dir: str, opts: Sequence[str] = ()) -> List[str]:
+    """The pictures of a finished comparison again, from its comparison.json and its first
+    seed's saved models: nothing is trained, scored or timed."""
+    with open(os.path.join(output_dir, "comparison.json")) as f:
+        report = json.load(f)
+    cfgs, models = {}, {}
+    for variant in report["variants"]:
+        cfg = variant_config(config_file, variant, output_dir, opts, report["seeds"][0])
+        models[variant] = Trainer.build_model(cfg)
+        SafeCheckpointer(models[variant]).load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+        cfgs[variant] = cfg
+    return write_figures(report, next(iter(cfgs.values())), models, output_dir)

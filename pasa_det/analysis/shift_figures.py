@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
+from detectron2.data.catalog import Metadata
 from detectron2.data.detection_utils import build_augmentation, read_image
-from detectron2.utils.visualizer import Visualizer
+from detectron2.utils.visualizer import ColorMode, Visualizer
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
@@ -94,11 +96,26 @@ def _predict(model, image_rgb: np.ndarray, augmentations, image_format: str):
         return model.eval()([{"image": tensor, "height": h, "width": w}])[0]
 
 
+def with_fixed_colors(metadata) -> Metadata:
+    """The dataset's class names with one fixed colour per class (tab10), so that the
+    strip's cells colour a class alike (the Visualizer picks random ones otherwise)."""
+    palette = [[int(255 * c) for c in colormaps["tab10"](i)[:3]] for i in range(10)]
+    things = list(metadata.get("thing_classes", []))
+    stuff = list(metadata.get("stuff_classes", []))
+    return Metadata(
+        thing_classes=things,
+        thing_colors=[palette[i % 10] for i in range(len(things))],
+        stuff_classes=stuff,
+        stuff_colors=[palette[i % 10] for i in range(len(stuff))],
+    )
+
+
 def draw_prediction(
     output: Dict, image_rgb: np.ndarray, metadata, score_thresh: float
 ) -> np.ndarray:
-    """The prediction drawn over the image, as detectron2's Visualizer draws it."""
-    visualizer = Visualizer(image_rgb, metadata)
+    """The prediction drawn over the image, as detectron2's Visualizer draws it (instances
+    coloured by class)."""
+    visualizer = Visualizer(image_rgb, metadata, instance_mode=ColorMode.SEGMENTATION)
     if "instances" in output:
         instances = output["instances"].to("cpu")
         drawn = visualizer.draw_instance_predictions(instances[instances.scores >= score_thresh])
@@ -116,7 +133,7 @@ def prediction_strip(
 ) -> Figure:
     """A row per variant, a column per shift: the image moved right by s px (border
     zero-filled) with that variant's prediction drawn over it."""
-    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+    metadata = with_fixed_colors(MetadataCatalog.get(cfg.DATASETS.TEST[0]))
     augmentations = T.AugmentationList(build_augmentation(cfg, is_train=False))
     fig = Figure(figsize=(1.6 * len(shifts), 1.7 * len(models)), layout="constrained")
     FigureCanvasAgg(fig)
