@@ -361,6 +361,12 @@ class SemSegShiftConsistency(DatasetEvaluator):
             self._counts.add(**{f"subpixel_{name}": agreement, f"subpixel_{name}_n": 1})
 
     def _adversarial(self, image, file_name, original):
+        if self.adversarial_max_shift >= min(image.shape[-2:]):
+            raise ConfigError(
+                f"{self.key}.{_field('ADVERSARIAL_MAX_SHIFT', self.key)}="
+                f"{self.adversarial_max_shift} moves the {tuple(image.shape[-2:])} test input of "
+                f"{file_name} wholly out of frame: set it below {min(image.shape[-2:])}"
+            )
         hwc = image.permute(1, 2, 0).numpy()
         worst = 1.0
         for batch in _chunks(self.adversarial, 4):

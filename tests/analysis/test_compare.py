@@ -9,7 +9,13 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from pasa_det.analysis.compare import compare, differences_table, paired_differences
+from pasa_det.analysis.compare import (
+    compare,
+    differences_table,
+    paired_differences,
+    redraw_figures,
+)
+from pasa_det.analysis.shift_figures import FIGURE_FILES
 from pasa_det.analysis.tables import render
 from pasa_det.data.synthetic_generator import CLASSES, write_instance_split
 from pasa_det.engine import TrainingInterrupted
@@ -109,6 +115,14 @@ def test_compare_writes_one_row_per_variant_over_seeds(tmp_path):
         for seed, run in rescored["variants"][v]["runs"].items():
             assert "rescored" in run
             assert run["metrics"]["segm"] == report["variants"][v]["runs"][seed]["metrics"]["segm"]
+    # The pictures again, from the saved models alone.
+    curves = out / "shift_curves.png"
+    before = curves.stat().st_mtime_ns
+    paths = redraw_figures(
+        QUICK_INSTANCE, str(out), [*opts, "TEST.SHIFT_CONSISTENCY.ADVERSARIAL_MAX_SHIFT", "1"]
+    )
+    assert [os.path.basename(p) for p in paths] == list(FIGURE_FILES)
+    assert curves.stat().st_mtime_ns > before and weights.stat().st_mtime_ns == stamp
 
 
 def test_tool_says_how_to_continue_an_interrupted_comparison(tmp_path, monkeypatch, capsys):

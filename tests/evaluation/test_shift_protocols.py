@@ -355,3 +355,17 @@ def test_protocols_of_the_other_task_only_are_an_error_naming_the_key():
         "TEST.SHIFT_CONSISTENCY.PROTOCOLS=['grid'] names no protocol for this dataset's task: "
         "add some of crop_pairs, massc_circular, massc_zero, subpixel, adversarial"
     )
+
+
+def test_an_adversarial_grid_wider_than_the_input_is_an_error_naming_the_key():
+    with pytest.raises(ConfigError) as e:
+        semantic_consistency(
+            semantic_stub(False),
+            semantic_inputs(size=(40, 52)),
+            protocols=["adversarial"],
+            adversarial_max_shift=40,
+        )
+    assert str(e.value) == (
+        "TEST.SHIFT_CONSISTENCY.ADVERSARIAL_MAX_SHIFT=40 moves the (40, 52) test input of "
+        "image0.png wholly out of frame: set it below 40"
+    )
