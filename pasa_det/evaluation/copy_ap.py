@@ -46,6 +46,7 @@ class CopyScores:
 
     def reset(self):
         self._results: Dict[Hashable, Dict[int, List[Dict]]] = {}
+        self._evaluations: Dict = {}  # (task, copy) -> its COCOeval, after evaluate()
 
     def add(self, copy_key: Hashable, image_id: int, instances) -> None:
         results = instances_to_coco_json(instances.to("cpu"), image_id)
@@ -67,7 +68,7 @@ class CopyScores:
         for part in parts:
             for key, per_image in part.items():
                 merged.setdefault(key, {}).update(per_image)
-        self._results = merged
+        self._results, self._evaluations = merged, {}
         return True
 
     def image_ids(self) -> List[int]:
@@ -85,55 +86,65 @@ class CopyScores:
             coco_eval.evaluate()
         return coco_eval
 
-    def ap(self, task: str, selection: Dict[int, Hashable]) -> float:
-        """COCO AP over the images, each image's predictions taken from the copy
-        `selection[image_id]`."""
-        results = list(
-            itertools.chain.from_iterable(
-                copy.deepcopy(self._results[key][image_id]) for image_id, key in selection.items()
-            )
+    def _selection_evaluated(self, task: str, selection: Dict[int, Hashable]):
+        results = itertools.chain.from_iterable(
+            copy.deepcopy(self._results[key].get(image_id, []))
+            for image_id, key in selection.items()
         )
-        coco_eval = self._evaluated(task, results)
+        return self._evaluated(task, list(results))
+
+    def _copy_evaluated(self, task: str, copy_key: Hashable) -> Optional[COCOeval]:
+        """The evaluation of one copy, made once for its AP and its images' APs alike."""
+        if (task, copy_key) not in self._evaluations:
+            selection = {i: copy_key for i in self.image_ids()}
+            self._evaluations[task, copy_key] = self._selection_evaluated(task, selection)
+        return self._evaluations[task, copy_key]
+
+    @staticmethod
+    def _accumulated_ap(coco_eval: Optional[COCOeval]) -> float:
         if coco_eval is None:
             return float("nan")
         with _quiet():
             coco_eval.accumulate()
         return _average_precision(coco_eval.eval["precision"])
 
+    def ap(self, task: str, selection: Dict[int, Hashable]) -> float:
+        """COCO AP over the images, each image's predictions taken from the copy
+        `selection[image_id]`."""
+        return self._accumulated_ap(self._selection_evaluated(task, selection))
+
     def copy_ap(self, task: str, copy_key: Hashable) -> float:
-        return self.ap(task, {i: copy_key for i in self.image_ids()})
+        return self._accumulated_ap(self._copy_evaluated(task, copy_key))
 
     def per_image_ap(self, task: str, copy_key: Hashable) -> Dict[int, float]:
         """Each image's own COCO AP on copy `copy_key` (NaN for an image without ground
         truth; 0 for every image where the copy has no prediction at all)."""
         ids = self.image_ids()
-        results = list(
-            itertools.chain.from_iterable(
-                copy.deepcopy(self._results[copy_key].get(i, [])) for i in ids
-            )
-        )
-        coco_eval = self._evaluated(task, results)
+        coco_eval = self._copy_evaluated(task, copy_key)
         if coco_eval is None:
             return {i: 0.0 if self.ground_truth.getAnnIds(imgIds=[i]) else np.nan for i in ids}
         # accumulate() over one image at a time: its matches alone, with the image list of
         # the evaluation cut to it (pycocotools orders evalImgs by category, area range,
-        # then image, and accumulate() indexes them by that image list).
+        # then image, and accumulate() indexes them by that image list). The evaluation is
+        # put back afterwards: copy_ap reads it too.
         evaluated = coco_eval._paramsEval
         categories = len(evaluated.catIds) if evaluated.useCats else 1
         areas, all_ids, matches = len(evaluated.areaRng), evaluated.imgIds, coco_eval.evalImgs
         position = {image_id: n for n, image_id in enumerate(all_ids)}
         out = {}
-        for image_id in ids:
-            n = position[image_id]
-            coco_eval.evalImgs = [
-                matches[(k * areas + a) * len(all_ids) + n]
-                for k in range(categories)
-                for a in range(areas)
-            ]
-            evaluated.imgIds = coco_eval.params.imgIds = [image_id]
-            with _quiet():
-                coco_eval.accumulate()
-            out[image_id] = _average_precision(coco_eval.eval["precision"])
+        try:
+            for image_id in ids:
+                n = position[image_id]
+                coco_eval.evalImgs = [
+                    matches[(k * areas + a) * len(all_ids) + n]
+                    for k in range(categories)
+                    for a in range(areas)
+                ]
+                evaluated.imgIds = coco_eval.params.imgIds = [image_id]
+                out[image_id] = self._accumulated_ap(coco_eval)
+        finally:
+            coco_eval.evalImgs = matches
+            evaluated.imgIds, coco_eval.params.imgIds = all_ids, list(all_ids)
         return out
 
     def worst_case(self, task: str, copy_keys: List[Hashable]) -> float:
