@@ -133,8 +133,11 @@ def check_lazy_evaluation_data(cfg) -> None:
     """check_evaluation_data for `dataloader.test` and `dataloader.shift_consistency`."""
     names = lazy_dataset_names(cfg, "test")
     instance_shifts = shift_consistency_enabled(cfg) and not any(map(is_semantic, names))
-    shifts = cfg.dataloader.shift_consistency.shifts if instance_shifts else None
-    check_evaluation_data(names, shifts, LAZY_KEY)
+    settings = cfg.dataloader.shift_consistency
+    shifts = settings.shifts if instance_shifts else None
+    adversarial = instance_shifts and "adversarial" in settings.get("protocols", ())
+    max_shift = settings.get("adversarial_max_shift") if adversarial else None
+    check_evaluation_data(names, shifts, LAZY_KEY, max_shift)
 
 
 def lazy_shift_consistency(cfg, model, dataset_name: str, output_dir: str):

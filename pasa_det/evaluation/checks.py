@@ -12,12 +12,14 @@ from .shift_consistency import YACS_KEY, check_shifts_fit
 COCO_EVALUATED = ("coco", "coco_panoptic_seg")
 
 
-def check_evaluation_data(names, shifts=None, shift_key: str = YACS_KEY) -> None:
+def check_evaluation_data(
+    names, shifts=None, shift_key: str = YACS_KEY, adversarial_max_shift=None
+) -> None:
     """The COCO-format sets of `names` have ground truth to evaluate against (their
     malformed annotations named once), and every image is larger than the largest of
-    `shifts` (instance shift consistency, set by `shift_key`; None: not run). The
-    evaluators check the same when they are built, which is after training; this costs
-    one read of each annotation file."""
+    `shifts` and than `adversarial_max_shift` (instance shift consistency, set by
+    `shift_key`; None: not run). The evaluators check the same when they are built, which
+    is after training; this costs one read of each annotation file."""
     for name in names:
         meta = MetadataCatalog.get(name)
         if meta.get("evaluator_type", None) not in COCO_EVALUATED or not meta.get("json_file"):
@@ -25,5 +27,10 @@ def check_evaluation_data(names, shifts=None, shift_key: str = YACS_KEY) -> None
         prepare_dataset(name)
         dataset = read_annotation_file(name)
         check_coco_ground_truth(name, dataset)
+        images = dataset.get("images", [])
         if shifts is not None:
-            check_shifts_fit(shifts, dataset.get("images", []), name, shift_key)
+            check_shifts_fit(shifts, images, name, shift_key)
+        if adversarial_max_shift is not None:
+            check_shifts_fit(
+                adversarial_max_shift, images, name, shift_key, "ADVERSARIAL_MAX_SHIFT", "2"
+            )

@@ -14,7 +14,7 @@ import os
 import re
 import zlib
 from collections import OrderedDict
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -149,24 +149,31 @@ def image_seed(seed: int, file_name: str) -> int:
 
 
 def check_shifts_fit(
-    shifts: Sequence[int], images: Sequence[Dict], dataset_name: str, key: str = YACS_KEY
+    shifts: Union[int, Sequence[int]],
+    images: Sequence[Dict],
+    dataset_name: str,
+    key: str = YACS_KEY,
+    field: str = "SHIFTS",
+    default: str = "[1, 2, 5, 10, 20]",
 ) -> None:
     """Every shift (px of the original image) leaves part of every image in frame, as
     `translate` needs: a shift by an image's width or height zero-fills all of it, and the AP
     at that shift measures nothing. `images`: COCO image entries (file_name, width, height);
-    `key`: the config group that set the shifts, for the error."""
+    `key` and `field`: the config key that set the shifts, and its default, for the error."""
     sized = [image for image in images if "width" in image and "height" in image]
     if not sized:
         return
     smallest = min(sized, key=lambda image: min(image["width"], image["height"]))
     side = min(smallest["width"], smallest["height"])
-    if max(shifts) >= side:
+    shifts = shifts if isinstance(shifts, int) else list(shifts)
+    largest = shifts if isinstance(shifts, int) else max(shifts)
+    if largest >= side:
         raise ConfigError(
-            f"{key}.{_field('SHIFTS', key)}={list(shifts)}: a shift of {max(shifts)} px moves "
+            f"{key}.{_field(field, key)}={shifts}: a shift of {largest} px moves "
             f"image {smallest['file_name']} of {dataset_name!r} ({smallest['width']}x"
             f"{smallest['height']} px) wholly out of frame. Shifts are px of the original image "
             f"and must stay below every image's width and height: use shifts up to {side - 1} "
-            "(the default is [1, 2, 5, 10, 20])"
+            f"(the default is {default})"
         )
 
 
@@ -492,9 +499,13 @@ class InstanceShiftConsistency(DatasetEvaluator):
         # lack "segm".
         self.tasks = ("bbox", "segm") if with_masks else ("bbox",)
         self.scores = CopyScores(dataset_name, self.tasks)
+        images = self.scores.ground_truth.dataset["images"]
         if "grid" in self.protocols or "worst_case" in self.protocols:
-            images = self.scores.ground_truth.dataset["images"]
             check_shifts_fit(shifts, images, dataset_name, key)
+        if "adversarial" in self.protocols:
+            check_shifts_fit(
+                adversarial_max_shift, images, dataset_name, key, "ADVERSARIAL_MAX_SHIFT", "2"
+            )
 
     def reset(self):
         self.scores.reset()

@@ -110,3 +110,18 @@ def test_shifts_that_no_image_survives_stop_before_training(tmp_path):
         "stay below every image's width and height: use shifts up to 95 (the default is [1, 2, "
         "5, 10, 20])"
     )
+
+
+def test_an_adversarial_shift_that_no_image_survives_stops_before_training(tmp_path):
+    _, _, register = user_set(tmp_path / "data")
+    run = train_net(
+        tmp_path / "out", register,
+        "TEST.SHIFT_CONSISTENCY.ENABLED", "True",
+        "TEST.SHIFT_CONSISTENCY.PROTOCOLS", "['adversarial']",
+        "TEST.SHIFT_CONSISTENCY.ADVERSARIAL_MAX_SHIFT", "96",
+    )  # fmt: skip
+    assert error_line(run).startswith(
+        "error: TEST.SHIFT_CONSISTENCY.ADVERSARIAL_MAX_SHIFT=96: a shift of 96 px moves image "
+        "000.png of 'mine' (96x128 px) wholly out of frame."
+    )
+    assert "Starting training" not in (tmp_path / "out" / "log.txt").read_text()

@@ -328,6 +328,23 @@ def test_shifts_that_move_an_image_wholly_out_of_frame_are_a_config_error(square
     )
 
 
+def test_an_adversarial_grid_as_wide_as_an_image_is_a_config_error(squares_dataset):
+    """It gave the AP of zero-filled copies instead."""
+    with pytest.raises(ConfigError) as e:
+        instance_consistency(
+            squares_dataset,
+            instance_stub(False),
+            protocols=["adversarial"],
+            adversarial_max_shift=96,
+        )
+    assert str(e.value) == (
+        "TEST.SHIFT_CONSISTENCY.ADVERSARIAL_MAX_SHIFT=96: a shift of 96 px moves image 1.png "
+        "of 'test_shift_squares' (112x96 px) wholly out of frame. Shifts are px of the "
+        "original image and must stay below every image's width and height: use shifts up "
+        "to 95 (the default is 2)"
+    )
+
+
 def test_a_shift_without_any_prediction_is_scored_not_a_key_error(squares_dataset):
     """COCOEvaluator infers its tasks from the predictions: none at a shift meant no "segm"."""
 

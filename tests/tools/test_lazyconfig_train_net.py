@@ -174,6 +174,14 @@ def test_sigterm_then_resume_ends_with_the_uninterrupted_weights(straight, tmp_p
             ],
             r"dataloader\.shift_consistency\.shifts=\[1, 500\]: a shift of 500 px moves image",
         ),  # fmt: skip
+        (
+            [
+                "dataloader.shift_consistency.enabled=True",
+                "dataloader.shift_consistency.protocols=[adversarial]",
+                "dataloader.shift_consistency.adversarial_max_shift=500",
+            ],
+            r"dataloader\.shift_consistency\.adversarial_max_shift=500: a shift of 500 px moves",
+        ),  # fmt: skip
     ],
 )
 def test_a_mistake_in_the_overrides_is_one_line_naming_the_key(args, message, tmp_path):
