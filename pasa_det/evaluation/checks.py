@@ -6,7 +6,7 @@ from pasa_det.data.checks import read_annotation_file
 from pasa_det.data.prepare import prepare_dataset
 
 from .coco import check_coco_ground_truth
-from .shift_consistency import YACS_KEY, check_shifts_fit
+from .shift_consistency import YACS_KEY, check_adversarial_shift_fits, check_shifts_fit
 
 # Evaluator types that pasa_det scores with COCOEvaluator (Trainer.build_evaluator).
 COCO_EVALUATED = ("coco", "coco_panoptic_seg")
@@ -31,6 +31,4 @@ def check_evaluation_data(
         if shifts is not None:
             check_shifts_fit(shifts, images, name, shift_key)
         if adversarial_max_shift is not None:
-            check_shifts_fit(
-                adversarial_max_shift, images, name, shift_key, "ADVERSARIAL_MAX_SHIFT", "2"
-            )
+            check_adversarial_shift_fits(adversarial_max_shift, images, name, shift_key)

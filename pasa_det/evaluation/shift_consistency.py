@@ -177,6 +177,13 @@ def check_shifts_fit(
         )
 
 
+def check_adversarial_shift_fits(
+    max_shift: int, images: Sequence[Dict], dataset_name: str, key: str = YACS_KEY
+) -> None:
+    """check_shifts_fit for the adversarial protocol's largest shift."""
+    check_shifts_fit(max_shift, images, dataset_name, key, "ADVERSARIAL_MAX_SHIFT", "2")
+
+
 def label_agreement(labels_a: torch.Tensor, offset_a, labels_b: torch.Tensor, offset_b) -> float:
     """Fraction of pixels where two label maps agree in their overlap; `offset_*` is
     the (row, column) of each map's top-left corner in a common frame."""
@@ -503,9 +510,7 @@ class InstanceShiftConsistency(DatasetEvaluator):
         if "grid" in self.protocols or "worst_case" in self.protocols:
             check_shifts_fit(shifts, images, dataset_name, key)
         if "adversarial" in self.protocols:
-            check_shifts_fit(
-                adversarial_max_shift, images, dataset_name, key, "ADVERSARIAL_MAX_SHIFT", "2"
-            )
+            check_adversarial_shift_fits(adversarial_max_shift, images, dataset_name, key)
 
     def reset(self):
         self.scores.reset()
