@@ -133,10 +133,12 @@ def check_lazy_evaluation_data(cfg) -> None:
     """check_evaluation_data for `dataloader.test` and `dataloader.shift_consistency`."""
     names = lazy_dataset_names(cfg, "test")
     instance_shifts = shift_consistency_enabled(cfg) and not any(map(is_semantic, names))
-    settings = cfg.dataloader.shift_consistency
-    shifts = settings.shifts if instance_shifts else None
-    adversarial = instance_shifts and "adversarial" in settings.get("protocols", ())
-    max_shift = settings.get("adversarial_max_shift") if adversarial else None
+    shifts = max_shift = None
+    if instance_shifts:  # a config on detectron2's own data module has no shift settings
+        settings = cfg.dataloader.shift_consistency
+        shifts = settings.shifts
+        if "adversarial" in settings.get("protocols", ()):
+            max_shift = settings.get("adversarial_max_shift")
     check_evaluation_data(names, shifts, LAZY_KEY, max_shift)
 
 
