@@ -7,6 +7,7 @@ one's own data."""
 import inspect
 import logging
 import os
+from typing import Dict
 
 from detectron2.config import CfgNode, instantiate
 from detectron2.evaluation import DatasetEvaluators
@@ -132,26 +133,30 @@ def lazy_train_loader(cfg, start: int):
 def check_lazy_evaluation_data(cfg) -> None:
     """check_evaluation_data for `dataloader.test` and `dataloader.shift_consistency`."""
     names = lazy_dataset_names(cfg, "test")
-    instance_shifts = shift_consistency_enabled(cfg) and not any(map(is_semantic, names))
-    shifts = max_shift = None
-    if instance_shifts:  # a config on detectron2's own data module has no shift settings
+    instance_shifts = None
+    # A config on detectron2's own data module has no shift settings.
+    if shift_consistency_enabled(cfg) and not any(map(is_semantic, names)):
         settings = cfg.dataloader.shift_consistency
-        shifts = settings.shifts
-        if "adversarial" in settings.get("protocols", ()):
-            max_shift = settings.get("adversarial_max_shift")
-    check_evaluation_data(names, shifts, LAZY_KEY, max_shift)
+        instance_shifts = {"shifts": list(settings.shifts), **_protocol_settings(settings)}
+        instance_shifts.pop("subpixel_shifts", None)
+    check_evaluation_data(names, instance_shifts, LAZY_KEY)
+
+
+def _protocol_settings(settings) -> Dict:
+    """The protocol settings of `dataloader.shift_consistency` that a config states; those
+    it leaves out keep the evaluators' defaults."""
+    return {
+        k: settings[k]
+        for k in ("protocols", "subpixel_shifts", "adversarial_max_shift")
+        if k in settings
+    }
 
 
 def lazy_shift_consistency(cfg, model, dataset_name: str, output_dir: str):
     """The shift-consistency evaluator of `dataloader.shift_consistency` for `model` on
     `dataset_name`, reading and resizing shifted images as `dataloader.test.mapper` does."""
     settings = cfg.dataloader.shift_consistency
-    # Settings a config leaves out keep the evaluators' defaults.
-    protocols = {
-        k: settings[k]
-        for k in ("protocols", "subpixel_shifts", "adversarial_max_shift")
-        if k in settings
-    }
+    protocols = _protocol_settings(settings)
     if isinstance(model, SemanticSegmentor) or is_semantic(dataset_name):
         return SemSegShiftConsistency(
             model,

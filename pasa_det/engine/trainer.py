@@ -139,12 +139,13 @@ class Trainer(Training):
         check_num_classes(cfg, cfg.DATASETS.TRAIN)  # the metadata is complete once read
         shift = cfg.TEST.SHIFT_CONSISTENCY
         semantic = cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor"
-        instance_shifts = shift.ENABLED and not semantic
-        adversarial = instance_shifts and "adversarial" in shift.PROTOCOLS
+        instance_shifts = {
+            "protocols": shift.PROTOCOLS,
+            "shifts": shift.SHIFTS,
+            "adversarial_max_shift": shift.ADVERSARIAL_MAX_SHIFT,
+        }
         check_evaluation_data(
-            cfg.DATASETS.TEST,
-            shift.SHIFTS if instance_shifts else None,
-            adversarial_max_shift=shift.ADVERSARIAL_MAX_SHIFT if adversarial else None,
+            cfg.DATASETS.TEST, instance_shifts if shift.ENABLED and not semantic else None
         )
         return loader
 

@@ -48,6 +48,10 @@ RESULT_FILE = "shift_consistency.json"
 # The config group of the settings, named in errors: the yacs one, or the LazyConfig's.
 YACS_KEY = "TEST.SHIFT_CONSISTENCY"
 LAZY_KEY = "dataloader.shift_consistency"
+# The instance evaluator's defaults, which the checks before training assume too.
+INSTANCE_DEFAULT_PROTOCOLS = ("grid",)
+INSTANCE_DEFAULT_SHIFTS = (1, 2, 5, 10, 20)
+ADVERSARIAL_DEFAULT_MAX_SHIFT = 2
 
 
 def task_protocols(protocols: Sequence[str], task_names: Sequence[str], key: str) -> List[str]:
@@ -154,7 +158,7 @@ def check_shifts_fit(
     dataset_name: str,
     key: str = YACS_KEY,
     field: str = "SHIFTS",
-    default: str = "[1, 2, 5, 10, 20]",
+    default: str = str(list(INSTANCE_DEFAULT_SHIFTS)),
 ) -> None:
     """Every shift (px of the original image) leaves part of every image in frame, as
     `translate` needs: a shift by an image's width or height zero-fills all of it, and the AP
@@ -177,11 +181,28 @@ def check_shifts_fit(
         )
 
 
-def check_adversarial_shift_fits(
-    max_shift: int, images: Sequence[Dict], dataset_name: str, key: str = YACS_KEY
+def check_instance_shifts_fit(
+    images: Sequence[Dict],
+    dataset_name: str,
+    protocols: Sequence[str] = INSTANCE_DEFAULT_PROTOCOLS,
+    shifts: Sequence[int] = INSTANCE_DEFAULT_SHIFTS,
+    adversarial_max_shift: int = ADVERSARIAL_DEFAULT_MAX_SHIFT,
+    key: str = YACS_KEY,
 ) -> None:
-    """check_shifts_fit for the adversarial protocol's largest shift."""
-    check_shifts_fit(max_shift, images, dataset_name, key, "ADVERSARIAL_MAX_SHIFT", "2")
+    """check_shifts_fit for the shifts the instance `protocols` run: the grid's `shifts`
+    (grid, worst_case) and the adversarial protocol's largest one. The evaluator checks
+    this when it is built; train_net.py before training."""
+    if {"grid", "worst_case"} & set(protocols):
+        check_shifts_fit(shifts, images, dataset_name, key)
+    if "adversarial" in protocols:
+        check_shifts_fit(
+            adversarial_max_shift,
+            images,
+            dataset_name,
+            key,
+            "ADVERSARIAL_MAX_SHIFT",
+            str(ADVERSARIAL_DEFAULT_MAX_SHIFT),
+        )
 
 
 def label_agreement(labels_a: torch.Tensor, offset_a, labels_b: torch.Tensor, offset_b) -> float:
@@ -468,14 +489,14 @@ class InstanceShiftConsistency(DatasetEvaluator):
         augmentations: Sequence[T.Augmentation] = (),
         image_format: str = "BGR",
         with_masks: bool = True,
-        shifts: Sequence[int] = (1, 2, 5, 10, 20),
+        shifts: Sequence[int] = INSTANCE_DEFAULT_SHIFTS,
         score_thresh: float = 0.5,
         match_iou: float = 0.5,
         output_dir=None,
         key: str = YACS_KEY,
-        protocols: Sequence[str] = ("grid",),
+        protocols: Sequence[str] = INSTANCE_DEFAULT_PROTOCOLS,
         subpixel_shifts: Sequence[float] = (0.25, 0.5, 0.75),
-        adversarial_max_shift: int = 2,
+        adversarial_max_shift: int = ADVERSARIAL_DEFAULT_MAX_SHIFT,
     ):
         """`augmentations` and `image_format`: the test loader's (the shifted images are
         read and resized as it reads the original); `with_masks`: whether the model
@@ -506,11 +527,14 @@ class InstanceShiftConsistency(DatasetEvaluator):
         # lack "segm".
         self.tasks = ("bbox", "segm") if with_masks else ("bbox",)
         self.scores = CopyScores(dataset_name, self.tasks)
-        images = self.scores.ground_truth.dataset["images"]
-        if "grid" in self.protocols or "worst_case" in self.protocols:
-            check_shifts_fit(shifts, images, dataset_name, key)
-        if "adversarial" in self.protocols:
-            check_adversarial_shift_fits(adversarial_max_shift, images, dataset_name, key)
+        check_instance_shifts_fit(
+            self.scores.ground_truth.dataset["images"],
+            dataset_name,
+            self.protocols,
+            shifts,
+            adversarial_max_shift,
+            key,
+        )
 
     def reset(self):
         self.scores.reset()

@@ -16,7 +16,11 @@ from PIL import Image
 from pycocotools import mask as mask_util
 
 from pasa_det.config import ConfigError, load_config
-from pasa_det.evaluation import InstanceShiftConsistency, SemSegShiftConsistency
+from pasa_det.evaluation import (
+    InstanceShiftConsistency,
+    SemSegShiftConsistency,
+    check_evaluation_data,
+)
 from pasa_det.evaluation.image_shifts import shared_view, translate
 from pasa_det.evaluation.shift_consistency import label_agreement, match_instances
 from tests.helpers.paths import ROOT
@@ -343,6 +347,20 @@ def test_an_adversarial_grid_as_wide_as_an_image_is_a_config_error(squares_datas
         "original image and must stay below every image's width and height: use shifts up "
         "to 95 (the default is 2)"
     )
+
+
+def test_the_check_before_training_tests_only_the_shifts_the_protocols_run(squares_dataset):
+    """It tested SHIFTS whatever the protocols, and stopped runs that never shift by them."""
+    too_far = {"shifts": [1, 96], "adversarial_max_shift": 96}
+    check_evaluation_data([squares_dataset], {"protocols": ["subpixel"], **too_far})
+    for protocols, key in (
+        (["subpixel", "worst_case"], r"SHIFTS=\[1, 96\]"),
+        (["adversarial"], "ADVERSARIAL_MAX_SHIFT=96"),
+    ):
+        with pytest.raises(ConfigError, match=rf"^TEST\.SHIFT_CONSISTENCY\.{key}: a shift of 96"):
+            check_evaluation_data([squares_dataset], {"protocols": protocols, **too_far})
+    with pytest.raises(ConfigError, match=r"^dataloader\.shift_consistency\.shifts=\[1, 96\]"):
+        check_evaluation_data([squares_dataset], too_far, "dataloader.shift_consistency")
 
 
 def test_a_shift_without_any_prediction_is_scored_not_a_key_error(squares_dataset):
